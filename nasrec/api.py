@@ -1,0 +1,176 @@
+"""The Python API under the CLI: each CLI command parses its options and calls one function here."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasrec import cost as cost_mod
+from nasrec.arch import Arch, SearchSpace, get_space, parse_arch
+from nasrec.data import SequenceData, Splits, leave_one_out, load_data
+from nasrec.errors import ConfigError
+from nasrec.models import ElasticSASRec, ModelDims, save_model
+from nasrec.train import EpochLog, TrainConfig, TrainState, evaluate_arch, train_arch
+
+TEST_PROTOCOLS = ("full", "uni100", "pop100")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where the interactions come from and how they are filtered."""
+
+    source: str = "synthetic"
+    format: str = "auto"
+    min_seq_len: int = 3
+    kcore: int = 0
+    user_col: str | None = None
+    item_col: str | None = None
+    time_col: str | None = None
+
+    def load(self) -> SequenceData:
+        return load_data(self.source, format=self.format, min_seq_len=self.min_seq_len, kcore=self.kcore,
+                         user_col=self.user_col, item_col=self.item_col, time_col=self.time_col)
+
+
+def resolve_max_len(space: SearchSpace, max_len: int | None) -> int:
+    """The sequence length of a run: the space's unless lowered; never above what the supernet holds."""
+    if max_len is None:
+        return space.supernet.max_len
+    if not 1 <= max_len <= space.supernet.max_len:
+        raise ConfigError(f"--max-len {max_len} is outside 1..{space.supernet.max_len} "
+                          f"(the max_len of space {space.name!r})")
+    return max_len
+
+
+def data_summary(data: SequenceData) -> dict[str, Any]:
+    return {"name": data.name, "fingerprint": data.fingerprint, "users": data.n_users, "items": data.n_items,
+            "interactions": data.n_interactions, "dropped_users": data.dropped_users}
+
+
+def machine_summary() -> dict[str, Any]:
+    return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
+def test_report(model: ElasticSASRec, arch: Arch, splits: Splits, max_len: int, config: TrainConfig
+                ) -> dict[str, Any]:
+    """Validation (full) and the one test evaluation (full, uni100, pop100) of a trained arch."""
+    n_items = splits.data.n_items
+    common = {"exclude_history": config.exclude_history, "popularity": splits.item_popularity,
+              "seed": config.seed, "batch_size": config.eval_batch_size}
+    valid = evaluate_arch(model, arch, splits.valid, n_items, max_len, **common)
+    test = evaluate_arch(model, arch, splits.test, n_items, max_len, protocols=TEST_PROTOCOLS, **common)
+    return {"valid": valid, "test": test, "exclude_history": config.exclude_history,
+            "sampled_negatives": {"uni100": "100 uniform", "pop100": "100 by training-split popularity"}}
+
+
+def arch_cost(model: ElasticSASRec, arch: Arch, n_items: int, max_len: int, *, latency: bool = True
+              ) -> dict[str, Any]:
+    """FLOPs (analytic and counted), params and latency of the dense model of `arch`."""
+    report = cost_mod.cost_report(arch, n_items, max_len, model=model, latency=latency)
+    return {"flops": report["flops"], "counted_flops": report["counted_flops"], "params": report["params"],
+            "latency_ms": report.get("latency_ms")}
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False))
+    tmp.replace(path)
+
+
+def train(data: DataOptions | str = "synthetic", *, space: str = "tiny", arch: str | Arch = "max",
+          out: str | Path = "runs/train", max_len: int | None = None, config: TrainConfig | None = None,
+          resume: bool = False, on_epoch: Callable[[EpochLog, TrainState], None] | None = None,
+          on_start: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train one arch from scratch, evaluate test once, write `out/result.json` and the model.
+
+    Everything that can be checked is checked before training starts (space, arch, max_len, data)."""
+    config = config or TrainConfig()
+    data_opts = DataOptions(source=data) if isinstance(data, str) else data
+    search_space = get_space(space)
+    chosen = search_space.validate(arch) if isinstance(arch, Arch) else parse_arch(arch, search_space)
+    length = resolve_max_len(search_space, max_len)
+    out = Path(out)
+    checkpoint = out / "checkpoint.pt"
+    run_config = {"data": data_opts.__dict__, "space": search_space.name, "arch": chosen.to_dict(),
+                  "max_len": length, "train": config.to_dict()}
+    if resume:
+        _check_resumable(out, run_config)
+
+    dataset = data_opts.load()
+    splits = leave_one_out(dataset, seed=config.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", run_config)
+    if on_start is not None:
+        on_start({"data": data_summary(dataset), "arch": chosen, "max_len": length})
+
+    torch.manual_seed(config.seed)
+    dims = ModelDims.for_space(search_space, dataset.n_items, length).for_arch(chosen)
+    model = ElasticSASRec(dims)
+    start = time.perf_counter()
+    state = train_arch(model, chosen, splits.train, splits.valid, dataset.n_items, length, config,
+                       checkpoint=checkpoint, resume=resume, on_epoch=on_epoch)
+    train_seconds = time.perf_counter() - start
+
+    result: dict[str, Any] = {
+        "arch": chosen.to_dict(),
+        "arch_id": chosen.id,
+        "space": search_space.name,
+        **arch_cost(model, chosen, dataset.n_items, length),
+        "metrics": test_report(model, chosen, splits, length, config),
+        "data": data_summary(dataset),
+        "seed": config.seed,
+        "max_len": length,
+        "train": {**config.to_dict(), "epochs_run": state.epoch, "best_epoch": state.best_epoch,
+                  "seconds": train_seconds,
+                  "history": [{"epoch": h.epoch, "loss": h.loss, "valid_ndcg@10": h.valid["ndcg@10"],
+                               "seconds": h.seconds} for h in state.history]},
+        "machine": machine_summary(),
+    }
+    save_model(model, out / "model")
+    write_json(out / "result.json", result)
+    return result
+
+
+def _check_resumable(out: Path, run_config: dict[str, Any]) -> None:
+    config_file = out / "config.json"
+    if not (out / "checkpoint.pt").is_file() or not config_file.is_file():
+        raise ConfigError(f"--resume: {out} holds no checkpoint of an earlier `nasrec train` run")
+    earlier = json.loads(config_file.read_text())
+    changed = sorted(k for k in run_config if json.dumps(earlier.get(k), sort_keys=True)
+                     != json.dumps(run_config[k], sort_keys=True))
+    if changed:
+        raise ConfigError(f"--resume: {out} was started with different {', '.join(changed)}; "
+                          "rerun with the same options or another --out")
+
+
+def cost(space: str, arch: str | Arch = "max", *, n_items: int | None = None, max_len: int | None = None,
+         latency: bool = False) -> dict[str, Any]:
+    """Analytic and counted FLOPs, params (and optionally latency) of one arch of a space.
+
+    `n_items` defaults to 3,416 (ML-1M after 5-core), the catalogue the built-in spaces are sized for."""
+    search_space = get_space(space)
+    chosen = search_space.validate(arch) if isinstance(arch, Arch) else parse_arch(arch, search_space)
+    length = resolve_max_len(search_space, max_len)
+    items = n_items or 3416
+    model = ElasticSASRec(ModelDims.for_space(search_space, items, length).for_arch(chosen))
+    report = cost_mod.cost_report(chosen, items, length, model=model, latency=latency)
+    rng = cost_mod.flops_range(search_space, items, length)
+    report["space"] = {"name": search_space.name, "min_flops": rng.min_flops, "max_flops": rng.max_flops}
+    return report
+
+
+def describe_space(name: str, *, n_items: int = 3416, max_len: int | None = None) -> dict[str, Any]:
+    space = get_space(name)
+    length = resolve_max_len(space, max_len)
+    rng = cost_mod.flops_range(space, n_items, length)
+    return {**space.describe(), "flops": {
+        "n_items": n_items, "max_len": length, "min": rng.min_flops, "max": rng.max_flops,
+        "min_arch": rng.min_arch.to_dict(), "max_arch": rng.max_arch.to_dict()}}

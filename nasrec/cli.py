@@ -1,0 +1,209 @@
+"""The `nasrec` command: parses options, calls `nasrec.api`, prints with rich.
+
+A `NasrecError` (bad input, impossible request) is printed as one line on stderr with exit code 2
+and no traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nasrec import api
+from nasrec.arch import list_spaces
+from nasrec.errors import NasrecError
+from nasrec.train import EpochLog, TrainConfig, TrainState
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="AutoML for sequential recommenders.")
+spaces_app = typer.Typer(no_args_is_help=True, help="Search spaces.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets.")
+app.add_typer(spaces_app, name="spaces")
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DataOpt = Annotated[str, typer.Option("--data", help="Interaction file, or 'synthetic' (embedded default).")]
+FormatOpt = Annotated[str, typer.Option("--format", help="auto|pairs|lines|inter|csv|parquet")]
+SpaceOpt = Annotated[str, typer.Option("--space", help="Built-in space name or a YAML path.")]
+MaxLenOpt = Annotated[int | None, typer.Option("--max-len", help="Sequence length (<= the space's).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _metrics_table(result: dict[str, Any]) -> Table:
+    table = Table(title=f"arch {result['arch_id']}  flops {result['flops']:,}  params {result['params']:,}")
+    table.add_column("split/protocol")
+    keys = list(result["metrics"]["test"]["full"])
+    for k in keys:
+        table.add_column(k, justify="right")
+    rows = [("valid/full", result["metrics"]["valid"]["full"])]
+    rows += [(f"test/{p}", m) for p, m in result["metrics"]["test"].items()]
+    for name, metrics in rows:
+        table.add_row(name, *(f"{metrics[k]:.4f}" for k in keys))
+    return table
+
+
+@app.command()
+def train(
+    data: DataOpt = "synthetic",
+    format: FormatOpt = "auto",
+    space: SpaceOpt = "tiny",
+    arch: Annotated[str, typer.Option(help="max, min, a JSON object or a JSON file.")] = "max",
+    epochs: Annotated[int, typer.Option(min=1)] = 200,
+    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    patience: Annotated[int, typer.Option(min=1, help="Epochs without better valid NDCG@10.")] = 10,
+    max_len: MaxLenOpt = None,
+    seed: int = 0,
+    min_seq_len: Annotated[int, typer.Option(min=3)] = 3,
+    kcore: Annotated[int, typer.Option(min=0)] = 0,
+    exclude_history: Annotated[bool, typer.Option(help="Drop history items from the full ranking.")] = False,
+    all_windows: Annotated[bool, typer.Option(help="Use every max_len window of long histories.")] = True,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/train"),
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
+) -> None:
+    """Train one architecture, evaluate test once, write OUT/result.json."""
+    if threads:
+        torch.set_num_threads(threads)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+                         exclude_history=exclude_history, all_windows=all_windows)
+    data_opts = api.DataOptions(source=data, format=format, min_seq_len=min_seq_len, kcore=kcore)
+    with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=console, transient=False) as progress:
+        task = progress.add_task("", total=epochs)
+
+        def on_start(info: dict[str, Any]) -> None:
+            d = info["data"]
+            progress.console.print(f"data {d['name']}: {d['users']:,} users, {d['items']:,} items, "
+                                   f"{d['interactions']:,} interactions ({d['dropped_users']} users dropped); "
+                                   f"arch {info['arch'].label}, max_len {info['max_len']}")
+
+        def on_epoch(log: EpochLog, state: TrainState) -> None:
+            progress.update(task, completed=log.epoch, description=(
+                f"loss {log.loss:.4f}  valid ndcg@10 {log.valid['ndcg@10']:.4f}  "
+                f"best {state.best_score:.4f}@{state.best_epoch}  {log.seconds:.1f}s/epoch"))
+
+        result = api.train(data_opts, space=space, arch=arch, out=out, max_len=max_len, config=config,
+                           resume=resume, on_epoch=on_epoch, on_start=on_start)
+    console.print(_metrics_table(result))
+    console.print(f"wrote {out / 'result.json'} and {out / 'model'}/")
+
+
+@app.command("cost")
+def cost_cmd(
+    space: SpaceOpt = "sasrec-ml1m",
+    arch: Annotated[str, typer.Option(help="max, min, a JSON object or a JSON file.")] = "max",
+    n_items: Annotated[int, typer.Option(min=1, help="Catalogue size scored at the last position.")] = 3416,
+    max_len: MaxLenOpt = None,
+    latency: Annotated[bool, typer.Option(help="Also time the exported model.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """FLOPs (analytic and counted), params of one architecture."""
+    report = api.cost(space, arch, n_items=n_items, max_len=max_len, latency=latency)
+    if json_out:
+        _print_json(report)
+        return
+    table = Table(title=f"{report['space']['name']}: arch {report['arch_id']}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("flops (analytic)", f"{report['flops']:,}")
+    table.add_row("flops (counted)", f"{report['counted_flops']:,}")
+    table.add_row("params", f"{report['params']:,}")
+    table.add_row("space flops range", f"{report['space']['min_flops']:,} .. {report['space']['max_flops']:,}")
+    for k, v in (report.get("latency_ms") or {}).items():
+        table.add_row(f"latency {k} (ms)", f"{v:.2f}")
+    console.print(table)
+
+
+@spaces_app.command("list")
+def spaces_list(json_out: JsonOpt = False) -> None:
+    """Built-in search spaces."""
+    spaces = {name: api.describe_space(name) for name in list_spaces()}
+    if json_out:
+        _print_json(spaces)
+        return
+    table = Table()
+    for col in ("name", "archs", "flops range (ml-1m items)", "description"):
+        table.add_column(col)
+    for name, d in spaces.items():
+        table.add_row(name, f"{d['n_archs']:,}", f"{d['flops']['min']:.3g} .. {d['flops']['max']:.3g}",
+                      d["description"])
+    console.print(table)
+
+
+@spaces_app.command("show")
+def spaces_show(
+    name: str,
+    n_items: Annotated[int, typer.Option(min=1)] = 3416,
+    max_len: MaxLenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """One space: its supernet, choices, number of archs and FLOPs range."""
+    d = api.describe_space(name, n_items=n_items, max_len=max_len)
+    if json_out:
+        _print_json(d)
+        return
+    console.print(f"[bold]{d['name']}[/bold] ({d['source']}): {d['description']}")
+    console.print(f"supernet: {d['supernet']}")
+    for k, v in d["choices"].items():
+        console.print(f"  {k}: {v}")
+    f = d["flops"]
+    console.print(f"{d['n_archs']:,} archs; FLOPs at max_len {f['max_len']}, {f['n_items']:,} items: "
+                  f"{f['min']:,} .. {f['max']:,}")
+
+
+@data_app.command("stats")
+def data_stats(path: str, format: FormatOpt = "auto", json_out: JsonOpt = False) -> None:
+    """Users, items, interactions and length statistics of a dataset."""
+    from nasrec.data import dataset_stats
+
+    stats = dataset_stats(api.DataOptions(source=path, format=format).load())
+    if json_out:
+        _print_json(stats)
+        return
+    table = Table(title=str(path))
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for k, v in stats.items():
+        table.add_row(k, f"{v:,.4g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v))
+    console.print(table)
+
+
+@data_app.command("download")
+def data_download(
+    name: str,
+    cache_dir: Annotated[Path | None, typer.Option(help="Default: $NASREC_CACHE or ~/.cache/nasrec.")] = None,
+    url: Annotated[str | None, typer.Option(help="Another URL (or file://) of the same archive.")] = None,
+    sha256: Annotated[str | None, typer.Option(help="Expected sha256 when --url is another archive.")] = None,
+    force: bool = False,
+) -> None:
+    """Download a public dataset, check its sha256 and convert it for --data."""
+    from nasrec.data import download_dataset
+
+    path = download_dataset(name, cache_dir=cache_dir, url=url, sha256=sha256, force=force)
+    console.print(f"{name}: {path}  (use --data {path})")
+
+
+def main() -> None:
+    try:
+        app()
+    except NasrecError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""What an arch costs: analytic FLOPs (the number budgets are on), counted FLOPs, params, latency.
+
+FLOPs are for scoring ONE sequence of `max_len` items: a multiply-add is 2 FLOPs; counted are the
+matrix products (projections, attention, FFN, scoring the last position against all items).
+Element-wise work (norms, activations, softmax, prefix sums, gates' sigmoid) is not counted, as in
+`torch.utils.flop_counter`, which checks the formula on the exported model.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from nasrec.arch import Arch, SearchSpace
+from nasrec.models.sasrec import ElasticSASRec
+
+
+def attention_flops(arch: Arch, max_len: int) -> int:
+    """The attention core (not its projections) of one block."""
+    n, h = max_len, arch.hidden
+    if arch.attention == "softmax":
+        return 4 * n * n * h  # Q K^T and A V, each 2 n^2 d per head
+    d = h // arch.heads
+    return 4 * n * d * h  # k v^T outer products and q . S per position: 2 n d^2 each per head
+
+
+def block_flops(arch: Arch, max_len: int, inner: int) -> int:
+    n, h = max_len, arch.hidden
+    return 8 * n * h * h + attention_flops(arch, max_len) + 4 * n * h * inner  # QKVO + core + FFN
+
+
+def flops(arch: Arch, n_items: int, max_len: int) -> int:
+    """Analytic FLOPs to score one sequence of `max_len` against all `n_items` items."""
+    n, h, e = max_len, arch.hidden, arch.embedding
+    total = sum(block_flops(arch, max_len, i) for i in arch.inner)
+    if arch.projected:
+        total += 2 * n * e * h + 2 * h * e  # input projection at every position, output at the last
+    return total + 2 * e * n_items
+
+
+def params(arch: Arch, n_items: int, max_len: int) -> int:
+    """Parameters of the exported model of `arch`."""
+    h, e = arch.hidden, arch.embedding
+    block = 4 * (h * h + h) + 4 * h  # Q, K, V, O with biases; two LayerNorms
+    total = (n_items + 1) * e + max_len * h + 2 * h
+    total += sum(block + (h * i + i) + (i * h + h) for i in arch.inner)
+    if arch.projected:
+        total += (e * h + h) + (h * e + e)
+    return total
+
+
+def counted_flops(model: ElasticSASRec, max_len: int | None = None) -> int:
+    """FLOPs of one `score_last` call on a full-length sequence, counted by torch's FlopCounterMode.
+
+    The math SDPA backend is forced: on CPU the fused flash kernel is counted as 0 FLOPs."""
+    length = max_len or model.dims.max_len
+    inputs = torch.randint(1, model.dims.n_items + 1, (1, length))
+    counter = FlopCounterMode(display=False)
+    model.eval()
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
+        model.score_last(inputs)
+    return counter.get_total_flops()
+
+
+def latency_ms(model: ElasticSASRec, batch_size: int, *, max_len: int | None = None, repeats: int = 10,
+               warmup: int = 3, seed: int = 0) -> float:
+    """Median wall time of one `score_last` batch, in milliseconds, after warm-up."""
+    length = max_len or model.dims.max_len
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.randint(1, model.dims.n_items + 1, (batch_size, length), generator=gen)
+    model.eval()
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            start = time.perf_counter()
+            model.score_last(inputs)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+@dataclass(frozen=True)
+class FlopsRange:
+    min_arch: Arch
+    min_flops: int
+    max_arch: Arch
+    max_flops: int
+
+
+def flops_range(space: SearchSpace, n_items: int, max_len: int) -> FlopsRange:
+    """Cheapest and costliest archs of a space. FLOPs grow with depth and every inner width, so
+    only the extreme depth/inner corners are scored, for every hidden/embedding/heads/attention."""
+    corners = []
+    for hidden in space.hiddens:
+        widths = space.inner_widths(hidden)
+        for emb in space.embedding_widths(hidden):
+            for heads in space.heads:
+                for attention in space.attentions:
+                    for depth, inner in ((space.depths[0], min(widths)), (space.depths[-1], max(widths))):
+                        corners.append(Arch(depth, hidden, (inner,) * depth, emb, heads, attention))
+    scored = sorted(corners, key=lambda a: (flops(a, n_items, max_len), a.to_json()))
+    lo, hi = scored[0], scored[-1]
+    return FlopsRange(lo, flops(lo, n_items, max_len), hi, flops(hi, n_items, max_len))
+
+
+def cost_report(arch: Arch, n_items: int, max_len: int, model: ElasticSASRec | None = None,
+                latency: bool = False) -> dict[str, Any]:
+    """FLOPs and params of `arch`; counted FLOPs and latency when its exported model is given."""
+    report: dict[str, Any] = {
+        "arch": arch.to_dict(),
+        "arch_id": arch.id,
+        "flops": flops(arch, n_items, max_len),
+        "params": params(arch, n_items, max_len),
+        "n_items": n_items,
+        "max_len": max_len,
+    }
+    if model is not None:
+        report["counted_flops"] = counted_flops(model, max_len)
+        report["model_params"] = sum(p.numel() for p in model.parameters())
+        if latency:
+            report["latency_ms"] = {"batch_1": latency_ms(model, 1, max_len=max_len),
+                                    "batch_256": latency_ms(model, 256, max_len=max_len, repeats=5)}
+    return report

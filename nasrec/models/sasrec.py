@@ -1,0 +1,247 @@
+"""Elastic SASRec: one set of weights, many architectures.
+
+Every `Arch` runs on the *leading slices* of the weights: `W[:out, :in]`, LayerNorm over the first
+`hidden` dims, the first `depth` blocks. A width cut by a slice is a smaller matmul, so a small arch
+really costs less. The exported model (`nasrec.models.export`) is an `ElasticSASRec` whose full size
+*is* the arch, holding copies of the slices, so both run the same code and compute the same function.
+
+Layout (pre-LN by default; post-LN selectable):
+
+    items -> embedding[:, :e] * sqrt(e) -> (proj e->h if e != h) -> + positions[:, :h] -> dropout
+          -> depth x [ x + Attn(LN(x)), x + FFN(LN(x)) ] -> LN -> (proj h->e) -> . embedding[1:, :e]^T
+
+Attention is causal and padding-masked softmax attention or LinRec linear attention (elu, then Q
+L2-normalised over features and K over the causal prefix of positions), computed with prefix sums.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nasrec.arch import Arch, SearchSpace
+
+LN_EPS = 1e-8
+LINEAR_ATTN_EPS = 1e-6  # keeps the LinRec normalisers away from 0 (pruned or padded columns)
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """Sizes of an `ElasticSASRec`: the supernet's maxima, or one exported arch."""
+
+    n_items: int
+    max_len: int
+    hidden: int
+    inner: tuple[int, ...]  # FFN width of each block; len = number of blocks
+    embedding: int
+    heads: int
+    attention: str = "softmax"
+    projection: bool = False  # holds e<->h projections (needed when some arch has embedding != hidden)
+    dropout: float = 0.2
+    norm: str = "pre"
+
+    @property
+    def depth(self) -> int:
+        return len(self.inner)
+
+    @property
+    def full_arch(self) -> Arch:
+        """The arch that uses every weight of this model."""
+        return Arch(self.depth, self.hidden, self.inner, self.embedding, self.heads, self.attention)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["inner"] = list(self.inner)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelDims:
+        return cls(**{**d, "inner": tuple(d["inner"])})
+
+    @classmethod
+    def for_space(cls, space: SearchSpace, n_items: int, max_len: int | None = None) -> ModelDims:
+        sn = space.supernet
+        return cls(
+            n_items=n_items,
+            max_len=max_len or sn.max_len,
+            hidden=sn.hidden,
+            inner=(sn.inner,) * sn.depth,
+            embedding=sn.embedding,
+            heads=max(space.heads),
+            attention=space.attentions[0],
+            projection=any(e != h for h in space.hiddens for e in space.embedding_widths(h)),
+            dropout=sn.dropout,
+            norm=sn.norm,
+        )
+
+    def for_arch(self, arch: Arch) -> ModelDims:
+        """Dims of the standalone model of `arch` cut from a model of these dims."""
+        return replace(
+            self, hidden=arch.hidden, inner=arch.inner, embedding=arch.embedding, heads=arch.heads,
+            attention=arch.attention, projection=arch.projected,
+        )
+
+
+def sliced_linear(x: torch.Tensor, layer: nn.Linear, n_out: int, n_in: int) -> torch.Tensor:
+    """`layer` restricted to its first n_out outputs and first n_in inputs."""
+    return F.linear(x, layer.weight[:n_out, :n_in], layer.bias[:n_out])
+
+
+def sliced_layer_norm(x: torch.Tensor, ln: nn.LayerNorm, n: int) -> torch.Tensor:
+    return F.layer_norm(x, (n,), ln.weight[:n], ln.bias[:n], LN_EPS)
+
+
+def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Causal, padding-masked scaled dot-product attention. q, k, v: [B, heads, L, d]; valid: [B, L]."""
+    length = q.shape[-2]
+    causal = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+    # A query may always see itself, so padding rows (no valid key) stay finite; they are zeroed later.
+    eye = torch.eye(length, dtype=torch.bool, device=q.device)
+    mask = causal & (valid[:, None, None, :] | eye)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """LinRec attention, made causal with prefix sums and blind to padding.
+
+    q is L2-normalised over features; k over positions, but only over the keys a query may see (the
+    causal prefix of valid positions), which is what makes it causal. Cost: O(L d^2) per head.
+    """
+    q = F.elu(q)
+    k = F.elu(k) * valid[:, None, :, None]  # padding keys contribute nothing
+    q = q / q.norm(dim=-1, keepdim=True).clamp_min(LINEAR_ATTN_EPS)
+    k_norm = torch.cumsum(k * k, dim=-2).clamp_min(LINEAR_ATTN_EPS**2).sqrt()  # [B, H, L, d]: per query t
+    # out_t = (q_t / ||k||_{<=t}) . sum_{s<=t} k_s v_s^T ; outer products as a batched matmul.
+    kv = torch.cumsum(k.unsqueeze(-1) @ v.unsqueeze(-2), dim=-3)  # [B, H, L, d, d]
+    return ((q / k_norm).unsqueeze(-2) @ kv).squeeze(-2)
+
+
+class Block(nn.Module):
+    """One transformer block at its maximal size; `forward` runs any leading slice of it."""
+
+    def __init__(self, hidden: int, inner: int, norm: str, dropout: float) -> None:
+        super().__init__()
+        self.norm = norm
+        self.ln1 = nn.LayerNorm(hidden, eps=LN_EPS)
+        self.q = nn.Linear(hidden, hidden)
+        self.k = nn.Linear(hidden, hidden)
+        self.v = nn.Linear(hidden, hidden)
+        self.o = nn.Linear(hidden, hidden)
+        self.ln2 = nn.LayerNorm(hidden, eps=LN_EPS)
+        self.fc1 = nn.Linear(hidden, inner)
+        self.fc2 = nn.Linear(inner, hidden)
+        self.dropout = nn.Dropout(dropout)
+
+    def attention(self, x: torch.Tensor, valid: torch.Tensor, h: int, heads: int, kind: str) -> torch.Tensor:
+        b, length, _ = x.shape
+        d = h // heads
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, length, heads, d).transpose(1, 2)
+
+        q, k, v = (split(sliced_linear(x, lin, h, h)) for lin in (self.q, self.k, self.v))
+        attend = softmax_attention if kind == "softmax" else linear_attention
+        out = attend(q, k, v, valid).transpose(1, 2).reshape(b, length, h)
+        return sliced_linear(out, self.o, h, h)
+
+    def ffn(self, x: torch.Tensor, h: int, inner: int, gates: tuple[torch.Tensor | None, torch.Tensor | None]
+            = (None, None)) -> torch.Tensor:
+        a = F.gelu(sliced_linear(x, self.fc1, inner, h))
+        if gates[0] is not None:  # data-aware gate on the first dense layer (EASRec)
+            a = a * gates[0]
+        out = sliced_linear(self.dropout(a), self.fc2, h, inner)
+        if gates[1] is not None:  # ... and on the second
+            out = out * gates[1]
+        return out
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, h: int, inner: int, heads: int, kind: str,
+                gates: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)) -> torch.Tensor:
+        if self.norm == "pre":
+            x = x + self.dropout(self.attention(sliced_layer_norm(x, self.ln1, h), valid, h, heads, kind))
+            x = x + self.dropout(self.ffn(sliced_layer_norm(x, self.ln2, h), h, inner, gates))
+        else:
+            x = sliced_layer_norm(x + self.dropout(self.attention(x, valid, h, heads, kind)), self.ln1, h)
+            x = sliced_layer_norm(x + self.dropout(self.ffn(x, h, inner, gates)), self.ln2, h)
+        return x * valid.unsqueeze(-1)
+
+
+class ElasticSASRec(nn.Module):
+    """SASRec whose sub-networks are slices of its weights; `forward(inputs, arch)` runs one of them."""
+
+    def __init__(self, dims: ModelDims) -> None:
+        super().__init__()
+        self.dims = dims
+        self.item_emb = nn.Embedding(dims.n_items + 1, dims.embedding, padding_idx=0)
+        self.pos_emb = nn.Parameter(torch.empty(dims.max_len, dims.hidden))
+        if dims.projection:
+            self.in_proj = nn.Linear(dims.embedding, dims.hidden)
+            self.out_proj = nn.Linear(dims.hidden, dims.embedding)
+        self.blocks = nn.ModuleList(Block(dims.hidden, i, dims.norm, dims.dropout) for i in dims.inner)
+        self.final_ln = nn.LayerNorm(dims.hidden, eps=LN_EPS)
+        self.emb_dropout = nn.Dropout(dims.dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.item_emb.weight, std=self.dims.embedding**-0.5)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+        nn.init.normal_(self.pos_emb, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def arch(self) -> Arch:
+        return self.dims.full_arch
+
+    # -- the three stages, public so strategies can compose mixtures of them ---------------------
+    def embed(self, inputs: torch.Tensor, arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input embeddings [B, L, hidden] and the valid-position mask [B, L]."""
+        e, h = arch.embedding, arch.hidden
+        valid = inputs > 0
+        x = F.embedding(inputs, self.item_emb.weight[:, :e]) * math.sqrt(e)
+        if arch.projected:
+            x = sliced_linear(x, self.in_proj, h, e)
+        x = x + self.pos_emb[-inputs.shape[1]:, :h]  # right-aligned: the newest item has the last position
+        return self.emb_dropout(x) * valid.unsqueeze(-1), valid
+
+    def item_scores(self, z: torch.Tensor, arch: Arch) -> torch.Tensor:
+        """Scores of items 1..n_items for final hidden states z [..., hidden] -> [..., n_items]."""
+        e, h = arch.embedding, arch.hidden
+        z = sliced_layer_norm(z, self.final_ln, h) if self.dims.norm == "pre" else z
+        if arch.projected:
+            z = sliced_linear(z, self.out_proj, e, h)
+        return z @ self.item_emb.weight[1:, :e].T
+
+    def forward(self, inputs: torch.Tensor, arch: Arch | None = None) -> torch.Tensor:
+        """Hidden states [B, L, hidden] of `arch` (default: the whole model) before the final norm."""
+        arch = arch or self.arch
+        x, valid = self.embed(inputs, arch)
+        for i in range(arch.depth):
+            x = self.blocks[i](x, valid, arch.hidden, arch.inner[i], arch.heads, arch.attention)
+        return x
+
+    def score_last(self, inputs: torch.Tensor, arch: Arch | None = None) -> torch.Tensor:
+        """Next-item scores [B, n_items + 1] from the last position; column 0 (padding) is -inf."""
+        arch = arch or self.arch
+        scores = self.item_scores(self(inputs, arch)[:, -1], arch)
+        return F.pad(scores, (1, 0), value=float("-inf"))
+
+    def score_last_grouped(self, inputs: torch.Tensor, archs: Sequence[Arch]) -> torch.Tensor:
+        """Like `score_last`, but row i runs `archs[i]`: rows are grouped by arch and each group runs
+        only its own slice (a per-user router's inference path)."""
+        out = torch.empty(inputs.shape[0], self.dims.n_items + 1, device=inputs.device)
+        groups: dict[Arch, list[int]] = {}
+        for i, a in enumerate(archs):
+            groups.setdefault(a, []).append(i)
+        for a, rows in groups.items():
+            idx = torch.tensor(rows, device=inputs.device)
+            out[idx] = self.score_last(inputs[idx], a)
+        return out

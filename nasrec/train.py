@@ -1,0 +1,165 @@
+"""Train one arch of a model: next-item cross-entropy over all items, early stopping on validation.
+
+Model selection reads only the validation split; the test split is evaluated once, by the caller,
+after training. A checkpoint is written after every epoch so an interrupted run resumes exactly
+(model, optimiser, RNG and loader state).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nasrec.arch import Arch
+from nasrec.data import EvalSet, WindowLoader, eval_inputs, training_windows
+from nasrec.errors import NasrecError
+from nasrec.metrics import evaluate
+from nasrec.models.sasrec import ElasticSASRec
+
+SELECTION_METRIC = "ndcg@10"  # validation, full ranking
+
+
+class TrainingDiverged(NasrecError):
+    """The loss became NaN or infinite."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    all_windows: bool = True  # long histories contribute every max_len window, not only the last
+    exclude_history: bool = False  # drop history items from the full ranking
+    eval_batch_size: int = 256
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    loss: float
+    valid: dict[str, float]
+    seconds: float
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run; what the checkpoint holds."""
+
+    epoch: int = 0  # epochs completed
+    best_epoch: int = 0
+    best_score: float = float("-inf")
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[EpochLog] = field(default_factory=list)
+
+
+def next_item_loss(model: ElasticSASRec, inputs: torch.Tensor, targets: torch.Tensor, arch: Arch) -> torch.Tensor:
+    """Cross-entropy over all items at every non-padding position.
+
+    Only the valid positions are scored: with right-aligned windows most short histories are padding,
+    and the [positions x items] logits are the largest tensor of a step."""
+    hidden = model(inputs, arch)
+    mask = targets > 0
+    logits = model.item_scores(hidden[mask], arch)
+    return F.cross_entropy(logits, targets[mask] - 1)
+
+
+def evaluate_arch(model: ElasticSASRec, arch: Arch, split: EvalSet, n_items: int, max_len: int, *,
+                  protocols: tuple[str, ...] = ("full",), exclude_history: bool = False,
+                  popularity: np.ndarray | None = None, seed: int = 0, batch_size: int = 256
+                  ) -> dict[str, dict[str, float]]:
+    """Ranking metrics of `arch` on one evaluation split (valid, test or arch-valid)."""
+    was_training = model.training
+    model.eval()
+
+    def score(batch: torch.Tensor) -> torch.Tensor:
+        return model.score_last(batch, arch)
+
+    with torch.no_grad():
+        result = evaluate(score, eval_inputs(split.inputs, max_len), torch.as_tensor(split.targets),
+                          split.inputs, n_items, protocols=protocols, exclude_history=exclude_history,
+                          popularity=popularity, seed=seed, batch_size=batch_size)
+    model.train(was_training)
+    return result
+
+
+def _save_checkpoint(path: Path, model: ElasticSASRec, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "state": {**asdict(state), "history": [asdict(h) for h in state.history]},
+        "rng": torch.get_rng_state(),
+    }, tmp)
+    tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
+
+
+def _load_checkpoint(path: Path, model: ElasticSASRec, optimizer: torch.optim.Optimizer) -> TrainState:
+    ckpt = torch.load(path, weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["rng"])
+    raw = ckpt["state"]
+    return TrainState(raw["epoch"], raw["best_epoch"], raw["best_score"], raw["best_state"],
+                      [EpochLog(**h) for h in raw["history"]])
+
+
+def train_arch(model: ElasticSASRec, arch: Arch, train_sequences: list[np.ndarray], valid: EvalSet,
+               n_items: int, max_len: int, config: TrainConfig, *, checkpoint: Path | None = None,
+               resume: bool = False, on_epoch: Callable[[EpochLog, TrainState], None] | None = None
+               ) -> TrainState:
+    """Train `arch` of `model` in place; on return the model holds the best-validation weights."""
+    torch.manual_seed(config.seed)
+    inputs, targets = training_windows(train_sequences, max_len, all_windows=config.all_windows)
+    loader = WindowLoader(inputs, targets, config.batch_size, seed=config.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = TrainState()
+    if resume and checkpoint is not None and checkpoint.is_file():
+        state = _load_checkpoint(checkpoint, model, optimizer)
+
+    while state.epoch < config.epochs and state.epoch - state.best_epoch < config.patience:
+        start = time.perf_counter()
+        model.train()
+        loader.set_epoch(state.epoch)
+        total, steps = 0.0, 0
+        for step, (x, y) in enumerate(loader):
+            loss = next_item_loss(model, x, y, arch)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss is {loss.item()} at epoch {state.epoch + 1}, step {step + 1} "
+                                       f"(arch {arch.label}); lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            steps += 1
+        metrics = evaluate_arch(model, arch, valid, n_items, max_len, exclude_history=config.exclude_history,
+                                batch_size=config.eval_batch_size)["full"]
+        state.epoch += 1
+        log = EpochLog(state.epoch, total / max(steps, 1), metrics, time.perf_counter() - start)
+        state.history.append(log)
+        if metrics[SELECTION_METRIC] > state.best_score:
+            state.best_score, state.best_epoch = metrics[SELECTION_METRIC], state.epoch
+            state.best_state = copy.deepcopy(model.state_dict())
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, model, optimizer, state)
+        if on_epoch is not None:
+            on_epoch(log, state)
+
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    return state
