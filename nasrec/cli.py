@@ -102,6 +102,103 @@ def train(
     console.print(f"wrote {out / 'result.json'} and {out / 'model'}/")
 
 
+def _parse_sets(pairs: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise NasrecError(f"--set expects key=value, got {pair!r}")
+        params[key.strip()] = value.strip()
+    return params
+
+
+@app.command()
+def search(
+    strategy: Annotated[str, typer.Option(help="Strategy name (see `nasrec strategies`).")] = "darts",
+    budget_flops: Annotated[float, typer.Option("--budget-flops", help="FLOPs budget per sequence.")] = 0.0,
+    data: DataOpt = "synthetic",
+    format: FormatOpt = "auto",
+    space: SpaceOpt = "tiny",
+    max_len: MaxLenOpt = None,
+    search_epochs: Annotated[int, typer.Option(min=1)] = 10,
+    retrain_epochs: Annotated[int, typer.Option(min=1)] = 50,
+    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    patience: Annotated[int, typer.Option(min=1)] = 10,
+    seed: int = 0,
+    retrain_from_scratch: bool = False,
+    exclude_history: bool = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Strategy hyper-parameter key=value.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1)] = None,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/search"),
+    resume: Annotated[bool, typer.Option(help="Continue the run in OUT.")] = False,
+) -> None:
+    """Search an architecture under a FLOPs budget, retrain it, evaluate test once."""
+    from nasrec.search import SearchConfig, run_search
+
+    if budget_flops <= 0:
+        raise NasrecError("--budget-flops is required and must be positive (see `nasrec spaces show NAME`)")
+    if threads:
+        torch.set_num_threads(threads)
+    config = SearchConfig(strategy=strategy, budget_flops=budget_flops, space=space,
+                          params=_parse_sets(set_ or []), max_len=max_len, search_epochs=search_epochs,
+                          retrain_epochs=retrain_epochs, batch_size=batch_size, lr=lr, patience=patience,
+                          seed=seed, retrain_from_scratch=retrain_from_scratch, exclude_history=exclude_history)
+    with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("{task.description}"), console=console) as progress:
+        search_task = progress.add_task("", total=search_epochs, stage="search ")
+        retrain_task = progress.add_task("", total=retrain_epochs, stage="retrain", visible=False)
+
+        def on_stage(name: str, info: dict[str, Any]) -> None:
+            if name == "data":
+                d, b = info["data"], info["budget"]
+                progress.console.print(
+                    f"data {d['name']}: {d['users']:,} users, {d['items']:,} items; max_len {info['max_len']}; "
+                    f"space FLOPs {b['min_flops']:,} .. {b['max_flops']:,}")
+            elif name == "derived":
+                p = info["projection"]
+                note = f" (projected from {p['derived_flops']:,} FLOPs)" if p["projected"] else ""
+                progress.console.print(f"derived {info['arch'].label}: {info['flops']:,} FLOPs{note}")
+            elif name == "retrain":
+                progress.update(retrain_task, visible=True)
+
+        def on_search_epoch(epoch: int, row: dict[str, Any]) -> None:
+            loss = row.get("weight_loss")
+            desc = f"loss {loss:.4f}  " if loss is not None else ""
+            if "expected_flops" in row:
+                desc += f"E[flops] {row['expected_flops']:.3g}  "
+            progress.update(search_task, completed=epoch, description=desc + f"argmax {row.get('argmax')}")
+
+        def on_retrain_epoch(log: EpochLog, state: TrainState) -> None:
+            progress.update(retrain_task, completed=log.epoch, description=(
+                f"loss {log.loss:.4f}  valid ndcg@10 {log.valid['ndcg@10']:.4f}  "
+                f"best {state.best_score:.4f}@{state.best_epoch}"))
+
+        result = run_search(api.DataOptions(source=data, format=format), config, out, resume=resume,
+                            on_stage=on_stage, on_search_epoch=on_search_epoch, on_retrain_epoch=on_retrain_epoch)
+    console.print(_metrics_table(result))
+    console.print(f"strategy {result['strategy']}: {result['flops']:,} FLOPs <= budget {budget_flops:,.0f}; "
+                  f"search {result['search_seconds']:.1f}s, retrain {result['retrain_seconds']:.1f}s")
+    console.print(f"wrote {out / 'result.json'}, {out / 'trace.json'} and {out / 'model'}/")
+
+
+@app.command()
+def strategies(json_out: JsonOpt = False) -> None:
+    """Registered search strategies and their hyper-parameters."""
+    from nasrec.strategies.base import list_strategies
+
+    described = {name: {"summary": cls.summary, "hyperparams": [p.describe() for p in cls.hyperparams]}
+                 for name, cls in list_strategies().items()}
+    if json_out:
+        _print_json(described)
+        return
+    for name, d in described.items():
+        console.print(f"[bold]{name}[/bold]: {d['summary']}")
+        for p in d["hyperparams"]:
+            rng = p["choices"] if "choices" in p else f"[{p['low']}, {p['high']}]"
+            console.print(f"    {p['name']} ({p['type']}, default {p['default']}, range {rng}): {p['help']}")
+
+
 @app.command("cost")
 def cost_cmd(
     space: SpaceOpt = "sasrec-ml1m",

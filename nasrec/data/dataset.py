@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from nasrec.data.readers import _INT_RE, FORMATS, read_interactions
+from nasrec.data.readers import FORMATS, INTEGER_ID, read_interactions
 from nasrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def encode_ids(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
         return codes.astype(np.int64), [str(u) for u in uniques.tolist()]
     first_seen_codes, uniques = pd.factorize(values, sort=False)
     labels = [str(u) for u in uniques]
-    if all(_INT_RE.fullmatch(label) for label in labels):
+    if all(INTEGER_ID.fullmatch(label) for label in labels):
         # ("007", "7") are distinct ids with equal value: the string breaks the tie deterministically.
         order = sorted(range(len(labels)), key=lambda i: (int(labels[i]), labels[i]))
     else:
@@ -89,8 +89,16 @@ def _kcore_mask(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int
 
 
 def assemble(
-    source: str, *, users: np.ndarray, items: np.ndarray, user_ids: list[str], item_ids: list[str],
-    min_seq_len: int, kcore: int, name: str, fingerprint: str,
+    source: str,
+    *,
+    users: np.ndarray,
+    items: np.ndarray,
+    user_ids: list[str],
+    item_ids: list[str],
+    min_seq_len: int,
+    kcore: int,
+    name: str,
+    fingerprint: str,
 ) -> SequenceData:
     """Group rows (already in time order within each user) into filtered, re-indexed sequences.
 
@@ -167,8 +175,11 @@ def load_data(
     if kcore < 0:
         raise ConfigError(f"kcore={kcore}: expected an integer >= 0 (0 = no k-core filtering)")
     options: dict[str, object] = {
-        "min_seq_len": min_seq_len, "kcore": kcore,
-        "user_col": user_col, "item_col": item_col, "time_col": time_col,
+        "min_seq_len": min_seq_len,
+        "kcore": kcore,
+        "user_col": user_col,
+        "item_col": item_col,
+        "time_col": time_col,
     }
     if isinstance(source, str) and source == SYNTHETIC:
         # Imported here: synthetic.py builds SequenceData, so it imports this module.

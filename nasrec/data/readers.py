@@ -27,7 +27,7 @@ ITEM_COLUMNS = ("item_id", "item")
 TIME_COLUMNS = ("timestamp", "time")
 
 SNIFF_LINES = 2000
-_INT_RE = re.compile(r"[+-]?\d+")
+INTEGER_ID = re.compile(r"[+-]?[0-9]+")  # what counts as an integer id
 _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
 
@@ -44,7 +44,7 @@ class Interactions:
     items: np.ndarray
 
 
-def line_error(path: Path, lineno: int, text: str, expected: str) -> DataError:
+def line_error(path: str | Path, lineno: int, text: str, expected: str) -> DataError:
     """The one-line error for a bad line: `path:LINE: 'text': expected ...`."""
     text = text.rstrip("\r\n")
     if len(text) > 80:
@@ -53,20 +53,21 @@ def line_error(path: Path, lineno: int, text: str, expected: str) -> DataError:
 
 
 def _is_int64(token: str) -> bool:
-    return _INT_RE.fullmatch(token) is not None and _INT64_MIN <= int(token) <= _INT64_MAX
+    return INTEGER_ID.fullmatch(token) is not None and _INT64_MIN <= int(token) <= _INT64_MAX
 
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, text) of every line, decoding as UTF-8."""
     try:
         with path.open("r", encoding="utf-8", newline="") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                yield lineno, line
+            yield from enumerate(handle, start=1)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
 
 
-def _scan(path: Path, check: Callable[[str], str | None], reason: str, *, skip_header: bool = False) -> DataError:
+def _scan(
+    path: Path, check: Callable[[str], str | None], reason: str, *, skip_header: bool = False
+) -> DataError:
     """Find the first line `check` rejects and return its error; `reason` is the fast path's complaint.
 
     Only called once the fast path failed, so finding no bad line means the two disagree: say so
@@ -97,7 +98,11 @@ def check_readable(path: Path) -> None:
 
 
 def detect_format(path: Path) -> str:
-    """Format from the suffix, else sniffed from the first non-empty lines (see module DESIGN notes)."""
+    """Format from the suffix (.inter, .csv, .parquet/.pq), else sniffed from the first non-empty lines.
+
+    A line with more than two tokens means `lines`; two tokens everywhere with a repeated user means
+    `pairs`; otherwise `lines` (one item per user reads the same either way).
+    """
     suffix = path.suffix.lower()
     if suffix == ".inter":
         return "inter"
@@ -139,7 +144,12 @@ def read_pairs(path: Path) -> Interactions:
     """SASRec-style `user item` lines; line order is time order within a user."""
     try:
         frame = pd.read_csv(
-            path, sep=r"\s+", header=None, dtype=np.int64, engine="c", quoting=csv.QUOTE_NONE,
+            path,
+            sep=r"\s+",
+            header=None,
+            dtype=np.int64,
+            engine="c",
+            quoting=csv.QUOTE_NONE,
             encoding="utf-8",
         )
     except UnicodeDecodeError as exc:
@@ -179,7 +189,9 @@ def read_lines(path: Path) -> Interactions:
         user = tokens[0]
         if user in first_line:
             raise line_error(
-                path, lineno, line,
+                path,
+                lineno,
+                line,
                 f"one line per user (user {user} is also on line {first_line[user]}; "
                 "for `user item` rows use --format pairs)",
             )
@@ -200,7 +212,12 @@ def read_lines(path: Path) -> Interactions:
 
 
 def _pick_column(
-    path: Path, present: list[str], explicit: str | None, defaults: tuple[str, ...], what: str, *,
+    path: Path,
+    present: list[str],
+    explicit: str | None,
+    defaults: tuple[str, ...],
+    what: str,
+    *,
     required: bool,
 ) -> str | None:
     """The column to use: the explicit name (must exist) or the first default present."""
@@ -290,8 +307,16 @@ def read_inter(
 
     try:
         frame = pd.read_csv(
-            path, sep="\t", header=None, skiprows=1, names=names, dtype=str,
-            keep_default_na=False, engine="c", quoting=csv.QUOTE_NONE, encoding="utf-8",
+            path,
+            sep="\t",
+            header=None,
+            skiprows=1,
+            names=names,
+            dtype=str,
+            keep_default_na=False,
+            engine="c",
+            quoting=csv.QUOTE_NONE,
+            encoding="utf-8",
         )
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
@@ -443,13 +468,23 @@ def read_parquet(
     items = _as_ids(frame[item])
     if time is None:
         return Interactions(users=users, items=items)
-    values = frame[time].to_numpy()
+    column = frame[time]
+    if pd.api.types.is_datetime64_any_dtype(column):
+        if column.isna().any():
+            raise row_error(f"a non-null {time}")
+        values = column.to_numpy(dtype="datetime64[ns]")  # time-zone aware: as UTC instants
+    else:
+        values = column.to_numpy()
     order = _time_order(_table_times(values, time, row_error))
     return Interactions(users=users[order], items=items[order])
 
 
 def read_interactions(
-    path: Path, format: str, *, user_col: str | None = None, item_col: str | None = None,
+    path: Path,
+    format: str,
+    *,
+    user_col: str | None = None,
+    item_col: str | None = None,
     time_col: str | None = None,
 ) -> tuple[Interactions, str]:
     """Read `path` in `format` ("auto" resolves it); returns the rows and the format used."""

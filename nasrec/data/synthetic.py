@@ -40,6 +40,7 @@ class SyntheticConfig:
     cluster_stay: float = 0.9  # probability of staying in the current cluster at a popularity step
     cluster_successors: int = 3  # non-zero entries per row of the cluster transition matrix
     item_successors: int = 4  # preferred successors per item
+    successor_same_cluster: float = 0.8  # probability a preferred successor is in the item's own cluster
     p_pattern: float = 0.6  # probability that the next item follows the item-level pattern
     p_second_order: float = 0.8  # within a pattern step: successor chosen by the item two steps back
 
@@ -56,6 +57,7 @@ class SyntheticConfig:
             (0 <= self.cluster_stay <= 1, "0 <= cluster_stay <= 1"),
             (1 <= self.cluster_successors, "cluster_successors >= 1"),
             (1 <= self.item_successors, "item_successors >= 1"),
+            (0 <= self.successor_same_cluster <= 1, "0 <= successor_same_cluster <= 1"),
             (0 <= self.p_pattern <= 1, "0 <= p_pattern <= 1"),
             (0 <= self.p_second_order <= 1, "0 <= p_second_order <= 1"),
         ]
@@ -101,23 +103,28 @@ def generate_synthetic(config: SyntheticConfig) -> SequenceData:
 
     # Item-level patterns: preferred successors (mostly in the same cluster) and a key per item that
     # picks among them when the item is two steps back.
-    successors = np.empty((n_items, config.item_successors), dtype=np.int64)
+    cluster_sizes = np.bincount(item_cluster, minlength=n_clusters)
+    n_succ = config.item_successors
+    successors = np.empty((n_items, n_succ), dtype=np.int64)
     for c in range(n_clusters):
-        own = members[c, : int((item_cluster == c).sum())]
         rows = np.flatnonzero(item_cluster == c)
-        same = rng.choice(own, size=(len(rows), config.item_successors))
-        away_cluster = _sample_rows(cluster_cum, np.full(len(rows) * config.item_successors, c),
-                                    rng.random(len(rows) * config.item_successors))
-        away_rank = rng.integers(0, size, size=len(away_cluster))
-        away_rank = np.minimum(away_rank, np.bincount(item_cluster, minlength=n_clusters)[away_cluster] - 1)
-        away = members[away_cluster, away_rank].reshape(len(rows), config.item_successors)
-        successors[rows] = np.where(rng.random(same.shape) < 0.8, same, away)
+        shape = (len(rows), n_succ)
+        same = members[c, rng.integers(0, cluster_sizes[c], size=shape)]
+        away_cluster = _sample_rows(
+            cluster_cum, np.full(rows.size * n_succ, c), rng.random(rows.size * n_succ)
+        )
+        away_cluster = away_cluster.reshape(shape)
+        away_rank = (rng.random(shape) * cluster_sizes[away_cluster]).astype(np.int64)
+        away = members[away_cluster, away_rank]
+        successors[rows] = np.where(rng.random(shape) < config.successor_same_cluster, same, away)
     key = rng.integers(0, config.item_successors, size=n_items)
 
     # Lengths: log-normal around mean_len, clipped to [min_len, max_len].
     max_len = config.max_len or 4 * config.mean_len
     mu = np.log(config.mean_len) - config.len_sigma**2 / 2
-    lengths = np.clip(np.rint(rng.lognormal(mu, config.len_sigma, size=config.n_users)), config.min_len, max_len)
+    lengths = np.clip(
+        np.rint(rng.lognormal(mu, config.len_sigma, size=config.n_users)), config.min_len, max_len
+    )
     lengths = lengths.astype(np.int64)
     horizon = int(lengths.max())
 

@@ -17,7 +17,7 @@ L2-normalised over features and K over the causal prefix of positions), computed
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -185,6 +185,8 @@ class ElasticSASRec(nn.Module):
         self.blocks = nn.ModuleList(Block(dims.hidden, i, dims.norm, dims.dropout) for i in dims.inner)
         self.final_ln = nn.LayerNorm(dims.hidden, eps=LN_EPS)
         self.emb_dropout = nn.Dropout(dims.dropout)
+        # Called with every input batch (search code uses it to check which split a step read).
+        self.input_observer: Callable[[torch.Tensor], None] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -204,6 +206,8 @@ class ElasticSASRec(nn.Module):
     # -- the three stages, public so strategies can compose mixtures of them ---------------------
     def embed(self, inputs: torch.Tensor, arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
         """Input embeddings [B, L, hidden] and the valid-position mask [B, L]."""
+        if self.input_observer is not None:
+            self.input_observer(inputs)
         e, h = arch.embedding, arch.hidden
         valid = inputs > 0
         x = F.embedding(inputs, self.item_emb.weight[:, :e]) * math.sqrt(e)

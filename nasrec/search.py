@@ -1,0 +1,228 @@
+"""The pipeline every strategy shares:
+
+    load data -> splits -> supernet from the space -> strategy.search -> derived arch
+      -> budget guarantee -> retrain (inherited weights, or from scratch) -> test once -> cost -> result.json
+
+Each finished stage is written to the output directory before the next starts, so `--resume`
+continues from the last one (and from the last epoch inside the search and the retrain).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasrec import cost as cost_mod
+from nasrec.api import DataOptions, arch_cost, data_summary, machine_summary, resolve_max_len, test_report, write_json
+from nasrec.arch import Arch, SearchSpace, get_space
+from nasrec.data import leave_one_out
+from nasrec.errors import ConfigError
+from nasrec.models import ElasticSASRec, ModelDims, export, save_model
+from nasrec.strategies.base import SearchContext, SearchResult, Strategy, create_strategy
+from nasrec.train import EpochLog, TrainConfig, TrainState, train_arch
+
+MAX_PROJECTION_ARCHS = 500_000
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    strategy: str
+    budget_flops: float
+    space: str = "tiny"
+    params: dict[str, Any] = field(default_factory=dict)  # the strategy's hyper-parameters (--set)
+    max_len: int | None = None
+    search_epochs: int = 10
+    retrain_epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    patience: int = 10
+    seed: int = 0
+    retrain_from_scratch: bool = False
+    exclude_history: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    min_flops: int
+    max_flops: int
+    unconstrained: bool  # the budget is above the largest arch
+
+
+def check_budget(space: SearchSpace, budget: float, n_items: int, max_len: int) -> BudgetCheck:
+    """Fail before any training if no arch fits; note when the budget constrains nothing."""
+    if not budget > 0:
+        raise ConfigError(f"--budget-flops must be positive, got {budget:g}")
+    rng = cost_mod.flops_range(space, n_items, max_len)
+    if budget < rng.min_flops:
+        raise ConfigError(f"--budget-flops {budget:.4g} is below the smallest arch of space {space.name!r}: "
+                          f"{rng.min_flops:,} FLOPs ({rng.min_arch.label}) at max_len {max_len} with "
+                          f"{n_items:,} items")
+    return BudgetCheck(rng.min_flops, rng.max_flops, budget >= rng.max_flops)
+
+
+def closeness(derived: Arch) -> Callable[[Arch], float]:
+    """Preference for strategies that state none: minus the number of choices differing from `derived`."""
+
+    def score(arch: Arch) -> float:
+        diff = sum(getattr(arch, f) != getattr(derived, f)
+                   for f in ("depth", "hidden", "embedding", "heads", "attention"))
+        diff += sum(a != b for a, b in zip(arch.inner, derived.inner, strict=False))
+        return -float(diff + abs(arch.depth - derived.depth))
+
+    return score
+
+
+def enforce_budget(derived: Arch, space: SearchSpace, budget: float, flops: Callable[[Arch], int],
+                   preference: Callable[[Arch], float] | None) -> tuple[Arch, dict[str, Any]]:
+    """The budget guarantee. Keep `derived` if it fits; otherwise take, among the archs of the space
+    within the budget, the one the strategy prefers most (its architecture weights' log-probability,
+    or closeness to `derived`), ties going to more FLOPs, then to the canonical JSON order."""
+    info: dict[str, Any] = {"derived": derived.to_dict(), "derived_flops": flops(derived), "projected": False}
+    if flops(derived) <= budget:
+        return derived, info
+    if len(space) > MAX_PROJECTION_ARCHS:
+        raise ConfigError(f"space {space.name!r} has {len(space):,} archs, too many to project onto the budget")
+    prefer = preference or closeness(derived)
+    feasible = [a for a in space if flops(a) <= budget]
+    best = max(feasible, key=lambda a: (prefer(a), flops(a), a.to_json()))
+    info.update(projected=True, rule="max strategy preference among archs within budget; ties: more FLOPs",
+                preference="strategy" if preference else "closeness to derived")
+    return best, info
+
+
+def _stage(out: Path, name: str) -> Path:
+    return out / f"{name}.json"
+
+
+def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = "runs/search", *,
+               resume: bool = False,
+               on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+               on_search_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+               on_retrain_epoch: Callable[[EpochLog, TrainState], None] | None = None) -> dict[str, Any]:
+    """One architecture search end to end; returns (and writes) `out/result.json`."""
+    data_opts = DataOptions(source=data) if isinstance(data, str) else data
+    out = Path(out)
+    notify = on_stage or (lambda _name, _info: None)
+    # Everything checkable without data, before anything is loaded or trained.
+    strategy: Strategy = create_strategy(config.strategy, config.params)
+    space = get_space(config.space)
+    max_len = resolve_max_len(space, config.max_len)
+    strategy.check_space(space)
+    run_config = {"data": data_opts.__dict__, "search": config.to_dict()}
+    if resume:
+        if not _stage(out, "config").is_file():
+            raise ConfigError(f"--resume: {out} holds no earlier `nasrec search` run (no config.json)")
+        earlier = json.loads(_stage(out, "config").read_text())
+        if json.dumps(earlier, sort_keys=True) != json.dumps(run_config, sort_keys=True):
+            raise ConfigError(f"--resume: {out} was started with other options; use the same ones or another --out")
+
+    dataset = data_opts.load()
+    budget = check_budget(space, config.budget_flops, dataset.n_items, max_len)
+    if budget.unconstrained:
+        warnings.warn(f"--budget-flops {config.budget_flops:.4g} is above the largest arch of {space.name!r} "
+                      f"({budget.max_flops:,} FLOPs): it does not constrain the search", stacklevel=2)
+    splits = leave_one_out(dataset, seed=config.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(_stage(out, "config"), run_config)
+    notify("data", {"data": data_summary(dataset), "budget": asdict(budget), "max_len": max_len})
+
+    def flops(arch: Arch) -> int:
+        return cost_mod.flops(arch, dataset.n_items, max_len)
+
+    torch.manual_seed(config.seed)
+    supernet = ElasticSASRec(ModelDims.for_space(space, dataset.n_items, max_len))
+    supernet_file = out / "supernet.pt"
+    search_done = _stage(out, "search")
+    if resume and search_done.is_file():
+        done = json.loads(search_done.read_text())
+        supernet.load_state_dict(torch.load(supernet_file, weights_only=True))
+        derived, trace, search_seconds = Arch.from_dict(done["derived"]), done["trace"], done["seconds"]
+        preference = None if done["preference"] is None else _table_preference(done["preference"])
+        extra = done.get("extra", {})
+    else:
+        ctx = SearchContext(supernet=supernet, space=space, search_train=splits.search_train,
+                            arch_valid=splits.arch_valid, n_items=dataset.n_items, max_len=max_len,
+                            budget_flops=config.budget_flops, epochs=config.search_epochs,
+                            batch_size=config.batch_size, lr=config.lr, seed=config.seed, flops=flops,
+                            checkpoint=out / "search_checkpoint.pt", on_epoch=on_search_epoch,
+                            resume=resume)
+        notify("search", {"strategy": strategy.name, "params": strategy.params})
+        start = time.perf_counter()
+        result: SearchResult = strategy.search(ctx)
+        search_seconds = time.perf_counter() - start
+        supernet.input_observer = None
+        derived, trace, extra = result.arch, result.trace, result.extra
+        preference = result.preference
+        # Record the preference over the whole space so a resumed run projects identically.
+        table = None if preference is None else {a.to_json(): preference(a) for a in _feasible(space, flops,
+                                                                                                 config)}
+        torch.save(supernet.state_dict(), supernet_file)
+        write_json(search_done, {"derived": derived.to_dict(), "trace": trace, "seconds": search_seconds,
+                                 "preference": table, "extra": extra})
+        if table is not None:
+            preference = _table_preference(table)
+    write_json(out / "trace.json", {"strategy": strategy.name, "params": strategy.params, "epochs": trace})
+
+    chosen, projection = enforce_budget(derived, space, config.budget_flops, flops, preference)
+    notify("derived", {"arch": chosen, "projection": projection, "flops": flops(chosen)})
+
+    train_config = TrainConfig(epochs=config.retrain_epochs, batch_size=config.batch_size, lr=config.lr,
+                               patience=config.patience, seed=config.seed, exclude_history=config.exclude_history)
+    inherit = strategy.trains_supernet and not config.retrain_from_scratch
+    if inherit:
+        model = export(supernet, chosen)
+    else:
+        torch.manual_seed(config.seed)
+        model = ElasticSASRec(supernet.dims.for_arch(chosen))
+    notify("retrain", {"inherit": inherit})
+    start = time.perf_counter()
+    state = train_arch(model, chosen, splits.train, splits.valid, dataset.n_items, max_len, train_config,
+                       checkpoint=out / "retrain_checkpoint.pt", resume=resume, on_epoch=on_retrain_epoch)
+    retrain_seconds = time.perf_counter() - start
+
+    result_json: dict[str, Any] = {
+        "arch": chosen.to_dict(),
+        "arch_id": chosen.id,
+        "space": space.name,
+        **arch_cost(model, chosen, dataset.n_items, max_len),
+        "metrics": test_report(model, chosen, splits, max_len, train_config),
+        "data": data_summary(dataset),
+        "seed": config.seed,
+        "max_len": max_len,
+        "strategy": strategy.name,
+        "strategy_params": strategy.params,
+        "budget_flops": config.budget_flops,
+        "budget_unconstrained": budget.unconstrained,
+        "projected": projection["projected"],
+        "projection": projection,
+        "search_seconds": search_seconds,
+        "retrain_seconds": retrain_seconds,
+        "retrain": {"inherited_weights": inherit, "epochs_run": state.epoch, "best_epoch": state.best_epoch,
+                    "history": [{"epoch": h.epoch, "loss": h.loss, "valid_ndcg@10": h.valid["ndcg@10"],
+                                 "seconds": h.seconds} for h in state.history]},
+        "search_extra": extra,
+        "machine": machine_summary(),
+    }
+    save_model(model, out / "model")
+    write_json(out / "result.json", result_json)
+    return result_json
+
+
+def _feasible(space: SearchSpace, flops: Callable[[Arch], int], config: SearchConfig) -> list[Arch]:
+    if len(space) > MAX_PROJECTION_ARCHS:
+        return []
+    return [a for a in space if flops(a) <= config.budget_flops]
+
+
+def _table_preference(table: dict[str, float]) -> Callable[[Arch], float]:
+    return lambda arch: table.get(arch.to_json(), float("-inf"))

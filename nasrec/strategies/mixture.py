@@ -1,0 +1,192 @@
+"""Weighted mixtures of the space's choices over one supernet, for differentiable strategies.
+
+A strategy holds one weight vector per choice (`ChoiceWeights`: softmax, annealed, Gumbel or
+one-hot samples) and calls `mixture_loss` / `mixture_scores_last`. What a mixture costs:
+
+- hidden width: one pass of the blocks per hidden candidate with non-zero weight (a sliced pass, so a
+  narrow candidate costs less); the passes' final states are zero-padded to the widest embedding
+  and mixed *before* the single item-scoring matmul, which is exact because scoring is linear;
+- inner (FFN) width: one FFN at the widest candidate with a cumulative soft mask on its units,
+  `fc2(act * m)` with `m_j = sum of weights of candidates wider than j` - exactly the mixture of the
+  sliced FFNs, at the cost of the widest;
+- depth: the state after every block is kept; the normalised states are mixed by the depth weights
+  (exact: scoring is affine in the normalised state);
+- attention kind: both kinds run when both have weight, and their outputs are mixed.
+
+No full-size masked copy of a weight is ever materialised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from nasrec.arch import Arch, SearchSpace
+from nasrec.models.sasrec import ElasticSASRec, linear_attention, sliced_layer_norm, sliced_linear, softmax_attention
+
+
+@dataclass
+class ChoiceWeights:
+    """Non-negative weights (each row sums to 1) over the space's options, in the space's order."""
+
+    hidden: torch.Tensor  # [n_hidden]        over space.hiddens
+    inner: torch.Tensor  # [max_depth, n_inner] over space.inner_widths(h) (same count for every h)
+    depth: torch.Tensor  # [n_depth]         over space.depths
+    attention: torch.Tensor  # [n_attention] over space.attentions
+
+
+def n_inner_options(space: SearchSpace) -> int:
+    counts = {len(space.inner_widths(h)) for h in space.hiddens}
+    if len(counts) != 1:
+        raise ValueError(f"space {space.name}: inner option count differs across hidden widths")
+    return counts.pop()
+
+
+def check_mixable(space: SearchSpace) -> None:
+    """Differentiable strategies mix hidden, inner, depth and attention; embedding must be tied or
+    have a single option per hidden width, and one head count."""
+    from nasrec.errors import ConfigError
+
+    if any(len(space.embedding_widths(h)) != 1 for h in space.hiddens) or len(space.heads) != 1:
+        raise ConfigError(f"space {space.name!r}: differentiable strategies need one embedding width per hidden "
+                          "width and one head count; use a black-box strategy (random/optuna) for this space")
+
+
+def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.Tensor, h: int, heads: int,
+                   widths: tuple[int, ...], inner_w: torch.Tensor, attn_w: torch.Tensor,
+                   kinds: tuple[str, ...]) -> torch.Tensor:
+    block = model.blocks[b]
+
+    def attention(y: torch.Tensor) -> torch.Tensor:
+        bsz, length, _ = y.shape
+        d = h // heads
+        q, k, v = (sliced_linear(y, lin, h, h).view(bsz, length, heads, d).transpose(1, 2)
+                   for lin in (block.q, block.k, block.v))
+        out = 0.0
+        for w, kind in zip(attn_w, kinds, strict=True):
+            if w.requires_grad or w.item() != 0.0:
+                fn = softmax_attention if kind == "softmax" else linear_attention
+                out = out + w * fn(q, k, v, valid)
+        out = out.transpose(1, 2).reshape(bsz, length, h)  # type: ignore[union-attr]
+        return sliced_linear(out, block.o, h, h)
+
+    def ffn(y: torch.Tensor) -> torch.Tensor:
+        widest = max(widths)
+        act = F.gelu(sliced_linear(y, block.fc1, widest, h))
+        # unit j survives in every candidate wider than j: mask_j = sum of their weights
+        width_t = torch.tensor(widths, device=y.device)
+        mask = (width_t[:, None] > torch.arange(widest, device=y.device)[None, :]).to(y.dtype)
+        unit_weight = inner_w @ mask  # [widest]
+        return sliced_linear(block.dropout(act * unit_weight), block.fc2, h, widest)
+
+    if block.norm == "pre":
+        x = x + block.dropout(attention(sliced_layer_norm(x, block.ln1, h)))
+        x = x + block.dropout(ffn(sliced_layer_norm(x, block.ln2, h)))
+    else:
+        x = sliced_layer_norm(x + block.dropout(attention(x)), block.ln1, h)
+        x = sliced_layer_norm(x + block.dropout(ffn(x)), block.ln2, h)
+    return x * valid.unsqueeze(-1)
+
+
+def mixture_states(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tensor, weights: ChoiceWeights,
+                   positions: torch.Tensor | None = None) -> torch.Tensor:
+    """Mixed final states in the widest embedding space, [N, E]: rows are `inputs` positions selected
+    by the bool mask `positions` [B, L] (default: the last position of every row)."""
+    e_max = model.dims.embedding
+    heads = space.heads[0]
+    max_depth = space.depths[-1]
+    mixed = 0.0
+    for hi, h in enumerate(space.hiddens):
+        w_h = weights.hidden[hi]
+        if not w_h.requires_grad and w_h.item() == 0.0:
+            continue  # a pruned or unsampled width costs nothing
+        e = space.embedding_widths(h)[0]
+        arch = Arch(1, h, (1,), e, heads, space.attentions[0])  # only its widths are read by embed/score
+        x, valid = model.embed(inputs, arch)
+        widths = space.inner_widths(h)
+        z = 0.0
+        for b in range(max_depth):
+            x = _block_mixture(model, b, x, valid, h, heads, widths, weights.inner[b], weights.attention,
+                               space.attentions)
+            if (b + 1) in space.depths:
+                w_d = weights.depth[space.depths.index(b + 1)]
+                sel = x[:, -1] if positions is None else x[positions]
+                z = z + w_d * _final(model, sel, arch)
+        mixed = mixed + w_h * F.pad(z, (0, e_max - e))  # type: ignore[arg-type]
+    return mixed  # type: ignore[return-value]
+
+
+def _final(model: ElasticSASRec, z: torch.Tensor, arch: Arch) -> torch.Tensor:
+    """The affine part of `item_scores` before the item matmul: final norm and output projection."""
+    z = sliced_layer_norm(z, model.final_ln, arch.hidden) if model.dims.norm == "pre" else z
+    if arch.projected:
+        z = sliced_linear(z, model.out_proj, arch.embedding, arch.hidden)
+    return z
+
+
+def mixture_loss(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tensor, targets: torch.Tensor,
+                 weights: ChoiceWeights) -> torch.Tensor:
+    """Next-item cross-entropy of the mixture at every valid position (weight steps on train windows)."""
+    mask = targets > 0
+    z = mixture_states(model, space, inputs, weights, positions=mask)
+    return F.cross_entropy(z @ model.item_emb.weight[1:].T, targets[mask] - 1)
+
+
+def mixture_last_loss(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tensor, targets: torch.Tensor,
+                      weights: ChoiceWeights) -> torch.Tensor:
+    """Cross-entropy of the next item after the last position (arch steps on arch-validation rows)."""
+    z = mixture_states(model, space, inputs, weights)
+    return F.cross_entropy(z @ model.item_emb.weight[1:].T, targets - 1)
+
+
+def expected_flops(space: SearchSpace, weights: ChoiceWeights, n_items: int, max_len: int) -> torch.Tensor:
+    """E[FLOPs] of the arch drawn from independent categoricals with these weights - exact, since FLOPs
+    are linear in each inner width, in the attention kind and in each block's presence given hidden."""
+    from nasrec.cost import attention_flops
+
+    n = max_len
+    depths = torch.tensor(space.depths, dtype=torch.float64)
+    total = torch.zeros((), dtype=torch.float64)
+    heads = space.heads[0]
+    for hi, h in enumerate(space.hiddens):
+        e = space.embedding_widths(h)[0]
+        widths = torch.tensor(space.inner_widths(h), dtype=torch.float64)
+        attn = torch.stack([
+            torch.tensor(float(attention_flops(Arch(1, h, (1,), e, heads, k), n)), dtype=torch.float64)
+            for k in space.attentions])
+        e_attn = (weights.attention.double() * attn).sum()
+        per_pass = torch.zeros((), dtype=torch.float64)
+        for b in range(space.depths[-1]):
+            present = weights.depth.double()[depths > b].sum()  # P(depth > b)
+            e_inner = (weights.inner[b].double() * widths).sum()
+            per_pass = per_pass + present * (8 * n * h * h + e_attn + 4 * n * h * e_inner)
+        head = 2 * e * n_items + ((2 * n * e * h + 2 * h * e) if e != h else 0)
+        total = total + weights.hidden.double()[hi] * (per_pass + head)
+    return total
+
+
+def log_prob(space: SearchSpace, weights: ChoiceWeights, arch: Arch) -> float:
+    """log P(arch) under independent categoricals (inner of blocks beyond the depth is free)."""
+    eps = 1e-12
+    lp = torch.log(weights.hidden[space.hiddens.index(arch.hidden)] + eps)
+    lp = lp + torch.log(weights.depth[space.depths.index(arch.depth)] + eps)
+    lp = lp + torch.log(weights.attention[space.attentions.index(arch.attention)] + eps)
+    widths = space.inner_widths(arch.hidden)
+    for b, w in enumerate(arch.inner):
+        lp = lp + torch.log(weights.inner[b, widths.index(w)] + eps)
+    return float(lp)
+
+
+def argmax_arch(space: SearchSpace, weights: ChoiceWeights) -> Arch:
+    """The arch of the largest weight in every choice (shared inner weights derive a uniform inner)."""
+    h = space.hiddens[int(weights.hidden.argmax())]
+    d = space.depths[int(weights.depth.argmax())]
+    widths = space.inner_widths(h)
+    if space.inner_per_block:
+        inner = tuple(widths[int(weights.inner[b].argmax())] for b in range(d))
+    else:
+        inner = (widths[int(weights.inner.sum(0).argmax())],) * d
+    return Arch(d, h, inner, space.embedding_widths(h)[0], space.heads[0],
+                space.attentions[int(weights.attention.argmax())])
