@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from nasrec.data.batching import history_matrix
 from nasrec.errors import ConfigError
 
 PROTOCOLS = ("full", "uni100", "pop100")
@@ -197,7 +198,7 @@ def evaluate(
             expected = (batch_targets.shape[0], n_items + 1)
             raise ValueError(f"score_fn returned shape {tuple(scores.shape)}, expected {expected}")
         batch_targets = batch_targets.to(scores.device)
-        history = _history_matrix(histories[rows], n_items)
+        history = history_matrix(histories[rows], n_items)
         for protocol in protocols:
             if protocol == "full":
                 exclude = history.to(scores.device) if exclude_history else None
@@ -213,18 +214,6 @@ def evaluate(
                 ranks = sampled_ranks(scores, batch_targets, negatives.to(scores.device))
             accumulator.add(protocol, ranks)
     return accumulator.result()
-
-
-def _history_matrix(histories: list[np.ndarray], n_items: int) -> torch.Tensor:
-    """Bool [b, n_items + 1] with True at every item of each row's history, built without a per-item loop."""
-    matrix = torch.zeros(len(histories), n_items + 1, dtype=torch.bool)
-    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-    if lengths.sum() == 0:
-        return matrix
-    items = torch.from_numpy(np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]))
-    row_ids = torch.from_numpy(np.repeat(np.arange(len(histories), dtype=np.int64), lengths))
-    matrix.index_put_((row_ids, items), torch.ones(1, dtype=torch.bool))
-    return matrix
 
 
 def _check_scores_targets(scores: torch.Tensor, targets: torch.Tensor) -> None:

@@ -32,6 +32,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from nasrec.data.dataset import file_sha256
 from nasrec.data.readers import line_error
 from nasrec.errors import DataError
 
@@ -126,14 +127,6 @@ DATASETS: dict[str, RemoteDataset] = {
 }
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _network_reason(exc: Exception) -> str:
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} {exc.reason}"
@@ -221,7 +214,7 @@ def download_dataset(
     expected = (sha256 or spec.sha256).lower()
     archive = directory / spec.archive_name
     # An archive already here (a conversion that failed before) is reused if its checksum is right.
-    if force or not archive.is_file() or _file_sha256(archive) != expected:
+    if force or not archive.is_file() or file_sha256(archive) != expected:
         _fetch(spec, url or spec.url, archive, expected, progress)
     handle = tempfile.NamedTemporaryFile(
         dir=directory, prefix=f".{spec.output_name}.", suffix=".part", delete=False

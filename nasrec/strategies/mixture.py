@@ -24,7 +24,15 @@ import torch
 import torch.nn.functional as F
 
 from nasrec.arch import Arch, SearchSpace
-from nasrec.models.sasrec import ElasticSASRec, linear_attention, sliced_layer_norm, sliced_linear, softmax_attention
+from nasrec.models.sasrec import (
+    ElasticSASRec,
+    attention_mask,
+    linear_attention,
+    sliced_layer_norm,
+    sliced_linear,
+    softmax_attention,
+)
+from nasrec.models.scoring import full_softmax_cross_entropy
 
 
 @dataclass
@@ -56,7 +64,7 @@ def check_mixable(space: SearchSpace) -> None:
 
 def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.Tensor, h: int, heads: int,
                    widths: tuple[int, ...], inner_w: torch.Tensor, attn_w: torch.Tensor,
-                   kinds: tuple[str, ...]) -> torch.Tensor:
+                   kinds: tuple[str, ...], mask: torch.Tensor | None) -> torch.Tensor:
     block = model.blocks[b]
 
     def attention(y: torch.Tensor) -> torch.Tensor:
@@ -68,7 +76,7 @@ def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.T
         for w, kind in zip(attn_w, kinds, strict=True):
             if w.requires_grad or w.item() != 0.0:
                 fn = softmax_attention if kind == "softmax" else linear_attention
-                out = out + w * fn(q, k, v, valid)
+                out = out + w * fn(q, k, v, valid, mask)
         out = out.transpose(1, 2).reshape(bsz, length, h)  # type: ignore[union-attr]
         return sliced_linear(out, block.o, h, h)
 
@@ -105,25 +113,18 @@ def mixture_states(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tenso
         e = space.embedding_widths(h)[0]
         arch = Arch(1, h, (1,), e, heads, space.attentions[0])  # only its widths are read by embed/score
         x, valid = model.embed(inputs, arch)
+        mask = attention_mask(valid) if "softmax" in space.attentions else None
         widths = space.inner_widths(h)
         z = 0.0
         for b in range(max_depth):
             x = _block_mixture(model, b, x, valid, h, heads, widths, weights.inner[b], weights.attention,
-                               space.attentions)
+                               space.attentions, mask)
             if (b + 1) in space.depths:
                 w_d = weights.depth[space.depths.index(b + 1)]
                 sel = x[:, -1] if positions is None else x[positions]
-                z = z + w_d * _final(model, sel, arch)
+                z = z + w_d * model.final_states(sel, arch)
         mixed = mixed + w_h * F.pad(z, (0, e_max - e))  # type: ignore[arg-type]
     return mixed  # type: ignore[return-value]
-
-
-def _final(model: ElasticSASRec, z: torch.Tensor, arch: Arch) -> torch.Tensor:
-    """The affine part of `item_scores` before the item matmul: final norm and output projection."""
-    z = sliced_layer_norm(z, model.final_ln, arch.hidden) if model.dims.norm == "pre" else z
-    if arch.projected:
-        z = sliced_linear(z, model.out_proj, arch.embedding, arch.hidden)
-    return z
 
 
 def mixture_loss(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tensor, targets: torch.Tensor,
@@ -131,14 +132,14 @@ def mixture_loss(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tensor,
     """Next-item cross-entropy of the mixture at every valid position (weight steps on train windows)."""
     mask = targets > 0
     z = mixture_states(model, space, inputs, weights, positions=mask)
-    return F.cross_entropy(z @ model.item_emb.weight[1:].T, targets[mask] - 1)
+    return full_softmax_cross_entropy(z, model.item_emb.weight[1:], targets[mask] - 1)
 
 
 def mixture_last_loss(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tensor, targets: torch.Tensor,
                       weights: ChoiceWeights) -> torch.Tensor:
     """Cross-entropy of the next item after the last position (arch steps on arch-validation rows)."""
     z = mixture_states(model, space, inputs, weights)
-    return F.cross_entropy(z @ model.item_emb.weight[1:].T, targets - 1)
+    return full_softmax_cross_entropy(z, model.item_emb.weight[1:], targets - 1)
 
 
 def expected_flops(space: SearchSpace, weights: ChoiceWeights, n_items: int, max_len: int) -> torch.Tensor:

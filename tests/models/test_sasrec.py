@@ -119,7 +119,7 @@ def test_grouped_scoring_matches_per_arch(tmp_path: Path) -> None:
 def test_save_load_round_trip(tmp_path: Path) -> None:
     space = get_space("tiny")
     supernet = ElasticSASRec(ModelDims.for_space(space, N_ITEMS, MAX_LEN))
-    arch = Arch(2, 16, (32, 64), 32, 2, "linear")
+    arch = Arch(2, 16, (32, 64), 16, 2, "linear")
     dense = export(supernet, space.validate(arch)).eval()
     loaded = load_model(save_model(dense, tmp_path / "m"))
     assert loaded.arch == arch
