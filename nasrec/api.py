@@ -71,6 +71,15 @@ def test_report(model: ElasticSASRec, arch: Arch, splits: Splits, max_len: int, 
             "sampled_negatives": {"uni100": "100 uniform", "pop100": "100 by training-split popularity"}}
 
 
+def check_sampled_protocols(splits: Splits, negatives: int = 100) -> None:
+    """uni100/pop100 need 100 items outside each user's history; say so before training, not after."""
+    n_items = splits.data.n_items
+    fewest = min(n_items - len(set(h.tolist()) | {int(t)}) for h, t in zip(splits.test.inputs, splits.test.targets))
+    if fewest < negatives:
+        raise ConfigError(f"data {splits.data.name!r}: the sampled protocols need {negatives} negatives outside a "
+                          f"user's history, but some user leaves only {fewest} of {n_items} items")
+
+
 def arch_cost(model: ElasticSASRec, arch: Arch, n_items: int, max_len: int, *, latency: bool = True
               ) -> dict[str, Any]:
     """FLOPs (analytic and counted), params and latency of the dense model of `arch`."""
@@ -106,6 +115,7 @@ def train(data: DataOptions | str = "synthetic", *, space: str = "tiny", arch: s
 
     dataset = data_opts.load()
     splits = leave_one_out(dataset, seed=config.seed)
+    check_sampled_protocols(splits)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", run_config)
     if on_start is not None:

@@ -42,6 +42,12 @@ def _print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
+def _log_line(text: str) -> None:
+    """A plain line per epoch when output is a log file (progress bars only redraw on terminals)."""
+    if not console.is_terminal:
+        console.print(text, highlight=False, soft_wrap=True)
+
+
 def _metrics_table(result: dict[str, Any]) -> Table:
     table = Table(title=f"arch {result['arch_id']}  flops {result['flops']:,}  params {result['params']:,}")
     table.add_column("split/protocol")
@@ -92,9 +98,10 @@ def train(
                                    f"arch {info['arch'].label}, max_len {info['max_len']}")
 
         def on_epoch(log: EpochLog, state: TrainState) -> None:
-            progress.update(task, completed=log.epoch, description=(
-                f"loss {log.loss:.4f}  valid ndcg@10 {log.valid['ndcg@10']:.4f}  "
-                f"best {state.best_score:.4f}@{state.best_epoch}  {log.seconds:.1f}s/epoch"))
+            desc = (f"loss {log.loss:.4f}  valid ndcg@10 {log.valid['ndcg@10']:.4f}  "
+                    f"best {state.best_score:.4f}@{state.best_epoch}  {log.seconds:.1f}s/epoch")
+            progress.update(task, completed=log.epoch, description=desc)
+            _log_line(f"epoch {log.epoch}: {desc}")
 
         result = api.train(data_opts, space=space, arch=arch, out=out, max_len=max_len, config=config,
                            resume=resume, on_epoch=on_epoch, on_start=on_start)
@@ -168,11 +175,13 @@ def search(
             if "expected_flops" in row:
                 desc += f"E[flops] {row['expected_flops']:.3g}  "
             progress.update(search_task, completed=epoch, description=desc + f"argmax {row.get('argmax')}")
+            _log_line(f"search epoch {epoch}: {desc}argmax {row.get('argmax')}")
 
         def on_retrain_epoch(log: EpochLog, state: TrainState) -> None:
-            progress.update(retrain_task, completed=log.epoch, description=(
-                f"loss {log.loss:.4f}  valid ndcg@10 {log.valid['ndcg@10']:.4f}  "
-                f"best {state.best_score:.4f}@{state.best_epoch}"))
+            desc = (f"loss {log.loss:.4f}  valid ndcg@10 {log.valid['ndcg@10']:.4f}  "
+                    f"best {state.best_score:.4f}@{state.best_epoch}")
+            progress.update(retrain_task, completed=log.epoch, description=desc)
+            _log_line(f"retrain epoch {log.epoch}: {desc}")
 
         result = run_search(api.DataOptions(source=data, format=format), config, out, resume=resume,
                             on_stage=on_stage, on_search_epoch=on_search_epoch, on_retrain_epoch=on_retrain_epoch)

@@ -20,7 +20,16 @@ from typing import Any
 import torch
 
 from nasrec import cost as cost_mod
-from nasrec.api import DataOptions, arch_cost, data_summary, machine_summary, resolve_max_len, test_report, write_json
+from nasrec.api import (
+    DataOptions,
+    arch_cost,
+    check_sampled_protocols,
+    data_summary,
+    machine_summary,
+    resolve_max_len,
+    test_report,
+    write_json,
+)
 from nasrec.arch import Arch, SearchSpace, get_space
 from nasrec.data import leave_one_out
 from nasrec.errors import ConfigError
@@ -132,6 +141,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         warnings.warn(f"--budget-flops {config.budget_flops:.4g} is above the largest arch of {space.name!r} "
                       f"({budget.max_flops:,} FLOPs): it does not constrain the search", stacklevel=2)
     splits = leave_one_out(dataset, seed=config.seed)
+    check_sampled_protocols(splits)
     out.mkdir(parents=True, exist_ok=True)
     write_json(_stage(out, "config"), run_config)
     notify("data", {"data": data_summary(dataset), "budget": asdict(budget), "max_len": max_len})

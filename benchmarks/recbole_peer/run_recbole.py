@@ -1,0 +1,255 @@
+#!/usr/bin/env python
+"""Peer run: RecBole 1.2.1's SASRec on ML-100k with the protocol and model size of the nasrec run.
+
+Run with the RecBole venv (benchmarks/recbole_peer/setup_venv.sh), from anywhere:
+
+    /work/recbole-venv/bin/python benchmarks/recbole_peer/run_recbole.py
+
+Writes OUT/recbole.json (rewritten after every epoch, so a killed run keeps its history) and
+OUT/recbole_sequences.json (the per-user item order RecBole trained and evaluated on, for compare.py's
+order check). RecBole's own log/, log_tensorboard/ and saved/ go to OUT/recbole_work/.
+
+Timing: `cumulative_seconds` of an epoch is the wall time from the call of `Trainer.fit` to the end of
+that epoch's validation (training + validation + RecBole's best-model checkpointing), i.e. it EXCLUDES
+reading the file, RecBole's dataset build (prefix augmentation, splitting), dataloader and model
+construction, which are reported separately as `setup_seconds`.
+
+Data order: RecBole reads `timestamp:float` into a float32 tensor; at ~8.9e8 s float32 steps by 64 s, so
+interactions less than a minute or so apart become ties, which RecBole's stable sort leaves in FILE order.
+The ML-100k file is not time-sorted, so on the raw file RecBole's per-user order differs from the true
+time order (that nasrec uses, float64) for most users. `--order sorted` (default) therefore gives RecBole
+the same rows re-ordered by (user, exact timestamp), ties kept in file order: RecBole's per-user order
+then equals nasrec's. `--order raw` symlinks the file unchanged (RecBole as a user would run it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+# Before torch is imported: one thread, and RecBole's torch.load of its own checkpoints (torch >= 2.6
+# defaults to weights_only=True, which RecBole 1.2.1's checkpoints do not pass).
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DATASET = "ml100k"  # not "ml-100k": for that name RecBole silently reads its own bundled copy instead
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="../shared/data/ml-100k/ml-100k.inter",
+                   help="RecBole atomic .inter file (relative paths: from the repo root)")
+    p.add_argument("--out", default="benchmarks/out/recbole_peer", help="output dir (relative: from the repo root)")
+    p.add_argument("--order", choices=("sorted", "raw"), default="sorted",
+                   help="sorted: rows re-ordered by (user, exact timestamp) so RecBole's float32 timestamps "
+                        "cannot reorder ties; raw: the file as is (symlink)")
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--max-len", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-hours", type=float, default=2.0, help="stop training after this wall time")
+    p.add_argument("--threads", type=int, default=1)
+    return p.parse_args()
+
+
+def prepare_data(src: Path, data_dir: Path, order: str) -> dict:
+    """RecBole wants DIR/NAME/NAME.inter: a re-ordered copy (sorted) or a symlink (raw), never in git."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    dst = data_dir / f"{DATASET}.inter"
+    if dst.is_symlink() or dst.exists():
+        dst.unlink()
+    if order == "raw":
+        dst.symlink_to(src)
+        return {"file": str(src), "recbole_file": str(dst), "order": "raw (symlink, file order)"}
+    lines = src.read_text().splitlines()
+    header, rows = lines[0], [line for line in lines[1:] if line.strip()]
+    names = [h.split(":")[0] for h in header.split("\t")]
+    u_col, t_col = names.index("user_id"), names.index("timestamp")
+    fields = [r.split("\t") for r in rows]
+    times = np.array([float(f[t_col]) for f in fields], dtype=np.float64)
+    users = np.array([f[u_col] for f in fields])
+    idx = np.argsort(times, kind="stable")  # exact time, ties in file order ...
+    idx = idx[np.argsort(users[idx], kind="stable")]  # ... then grouped by user (what nasrec does)
+    dst.write_text("\n".join([header, *(rows[i] for i in idx)]) + "\n")
+    return {"file": str(src), "recbole_file": str(dst),
+            "order": "sorted: same rows, re-ordered by (user, float64 timestamp), ties in file order"}
+
+
+def recbole_config(args: argparse.Namespace, data_root: Path, work: Path) -> dict:
+    return {
+        # environment
+        "use_gpu": False, "seed": args.seed, "reproducibility": True, "show_progress": False,
+        "data_path": str(data_root), "checkpoint_dir": str(work / "saved"), "worker": 0,
+        # data: no filtering beyond nasrec's min_seq_len 3 (ML-100k users have >= 20 interactions anyway)
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "user_inter_num_interval": "[3,inf)", "item_inter_num_interval": "[0,inf)",
+        "rm_dup_inter": None, "val_interval": None, "normalize_all": False,
+        "MAX_ITEM_LIST_LENGTH": args.max_len,
+        # protocol: leave-one-out in time order, full ranking, selection on valid NDCG@10
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+        "metrics": ["Recall", "MRR", "NDCG", "Hit"], "topk": [10, 20],
+        "valid_metric": "NDCG@10", "valid_metric_bigger": True, "eval_step": 1,
+        "eval_batch_size": 256, "repeatable": True,
+        # training
+        "epochs": args.epochs, "train_batch_size": 128, "learner": "adam", "learning_rate": 1e-3,
+        "weight_decay": 0.0, "stopping_step": 10, "train_neg_sample_args": None, "clip_grad_norm": None,
+        # model: SASRec d 64, inner 64, 2 layers, 1 head, dropout 0.2, full-softmax CE
+        "n_layers": 2, "n_heads": 1, "hidden_size": 64, "inner_size": 64,
+        "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12, "initializer_range": 0.02, "loss_type": "CE",
+    }
+
+
+def dump_sequences(dataset, path: Path) -> dict:
+    """Per-user item tokens in the order RecBole uses (from the prefix-augmented interactions)."""
+    inter = dataset.inter_feat
+    uids = inter[dataset.uid_field].numpy()
+    targets = inter[dataset.iid_field].numpy()
+    lists = inter[dataset.item_id_list_field].numpy()
+    lengths = inter[dataset.item_list_length_field].numpy()
+    seqs: dict[str, list[str]] = {}
+    for u, t, lst, n in zip(uids, targets, lists, lengths):
+        utok = str(dataset.id2token(dataset.uid_field, int(u)))
+        if utok not in seqs:  # first prefix of the user: its single history item starts the sequence
+            assert n == 1, "augmented rows are not grouped by user in order"
+            seqs[utok] = [str(dataset.id2token(dataset.iid_field, int(lst[0])))]
+        seqs[utok].append(str(dataset.id2token(dataset.iid_field, int(t))))
+    path.write_text(json.dumps(seqs))
+    return {"users": len(seqs), "items": int(dataset.item_num - 1),
+            "interactions": int(sum(len(s) for s in seqs.values())), "training_prefixes": len(uids)}
+
+
+class TimeCap(Exception):
+    pass
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    os.chdir(REPO)
+    out = Path(args.out).resolve()
+    work = out / "recbole_work"
+    work.mkdir(parents=True, exist_ok=True)
+    src = Path(args.data).resolve()
+    data_info = prepare_data(src, out / "data" / DATASET, args.order)
+
+    import recbole
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.model.sequential_recommender import SASRec
+    from recbole.trainer import Trainer
+    from recbole.utils import init_logger, init_seed
+
+    os.chdir(work)  # RecBole writes ./log and ./log_tensorboard
+    setup_start = time.perf_counter()
+    config = Config(model="SASRec", dataset=DATASET,
+                    config_dict=recbole_config(args, out / "data", work))
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    torch.set_num_threads(args.threads)
+    dataset = create_dataset(config)
+    data_info.update(dump_sequences(dataset, out / "recbole_sequences.json"))
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = SASRec(config, train_data._dataset).to(config["device"])
+    n_params = sum(p.numel() for p in model.parameters())
+    setup_seconds = time.perf_counter() - setup_start
+
+    history: list[dict] = []
+    report = {
+        "tool": "recbole", "model": "SASRec", "status": "running",
+        "versions": {"recbole": recbole.__version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "platform": platform.platform(), "processor": platform.processor()},
+        "data": data_info, "params": n_params,
+        "config": {k: config[k] for k in recbole_config(args, out / "data", work)
+                   if k not in ("data_path", "checkpoint_dir")},
+        "time_basis": "cumulative_seconds: wall time from Trainer.fit() start to the end of each epoch's "
+                      "validation (train + valid + best-model checkpointing); excludes data loading, "
+                      "dataset build and model construction (setup_seconds)",
+        "train": {"setup_seconds": setup_seconds, "history": history},
+    }
+    result_path = out / "recbole.json"
+
+    def write() -> None:
+        tmp = result_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report, indent=2, default=float))
+        tmp.replace(result_path)
+
+    cap_seconds = args.max_hours * 3600.0
+    fit_start = 0.0
+
+    class TimedTrainer(Trainer):
+        def _train_epoch(self, *a, **kw):
+            t = time.perf_counter()
+            loss = super()._train_epoch(*a, **kw)
+            self._epoch_train_seconds = time.perf_counter() - t
+            return loss
+
+        def _valid_epoch(self, *a, **kw):
+            t = time.perf_counter()
+            score, result = super()._valid_epoch(*a, **kw)
+            self._epoch_valid_seconds = time.perf_counter() - t
+            self._epoch_valid_result = result
+            return score, result
+
+    trainer = TimedTrainer(config, model)
+
+    def on_epoch(epoch_idx: int, valid_score: float) -> None:
+        elapsed = time.perf_counter() - fit_start
+        valid = {k: float(v) for k, v in trainer._epoch_valid_result.items()}
+        history.append({"epoch": epoch_idx + 1, "loss": float(trainer.train_loss_dict[epoch_idx]),
+                        "valid_ndcg@10": float(valid_score), "valid": valid,
+                        "train_seconds": trainer._epoch_train_seconds,
+                        "valid_seconds": trainer._epoch_valid_seconds, "cumulative_seconds": elapsed})
+        print(f"epoch {epoch_idx + 1}: loss {history[-1]['loss']:.4f} valid ndcg@10 {valid_score:.4f} "
+              f"train {trainer._epoch_train_seconds:.1f}s valid {trainer._epoch_valid_seconds:.1f}s "
+              f"cum {elapsed:.0f}s", flush=True)
+        write()
+        if elapsed > cap_seconds:
+            raise TimeCap(f"stopped after {elapsed:.0f}s (cap {cap_seconds:.0f}s)")
+
+    write()
+    fit_start = time.perf_counter()
+    stopped_by = "early_stopping_or_epochs"
+    try:
+        trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=on_epoch)
+    except TimeCap as exc:
+        stopped_by = f"time_cap: {exc}"
+    fit_seconds = time.perf_counter() - fit_start
+    if stopped_by.startswith("early") and len(history) < args.epochs:
+        stopped_by = "early_stopping"
+    elif stopped_by.startswith("early"):
+        stopped_by = "max_epochs"
+
+    test_start = time.perf_counter()
+    test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    test_seconds = time.perf_counter() - test_start
+    best = max(history, key=lambda h: h["valid_ndcg@10"])  # first epoch with the best score
+    report["status"] = "done"
+    report["train"].update({
+        "seconds": fit_seconds, "epochs_run": len(history), "best_epoch": best["epoch"],
+        "best_valid_ndcg@10": best["valid_ndcg@10"], "stopped_by": stopped_by, "test_seconds": test_seconds,
+    })
+    report["metrics"] = {"valid": {k: float(v) for k, v in trainer.best_valid_result.items()},
+                         "test": {k: float(v) for k, v in test.items()},
+                         "exclude_history": False,
+                         "note": "RecBole's full ranking of a SEQUENTIAL model does not exclude history items "
+                                 "(FullSortEvalDataLoader passes no history index); only padding item 0 is masked"}
+    write()
+    print(json.dumps({"best_epoch": best["epoch"], "best_valid_ndcg@10": best["valid_ndcg@10"],
+                      "fit_seconds": round(fit_seconds, 1), "test": report["metrics"]["test"]}, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""RecNAS: a softmax mixture with an annealed temperature, progressive pruning, a hard FLOPs budget.
+
+Relaxation. Every choice's weights are softmax(alpha / T) over its surviving candidates: pruned
+candidates have their logits masked with -inf, so their weight is exactly 0. The temperature of search
+epoch e (0-based, of E) is geometric from `temperature_start` to `temperature_end`:
+
+    T_e = T_start * (T_end / T_start) ** (e / (E - 1))        (T_0 = T_start, T_{E-1} = T_end)
+
+so alpha's weights are driven toward one-hot. The weight steps (search-train windows) and the arch steps
+(arch-validation rows, after the warm-up) are the first-order bilevel loop of `_differentiable`. A pruned
+hidden width or attention kind costs nothing: in weight steps its weight is a 0 without grad, and in
+arch steps the hidden and attention weights are handed over per candidate (`per_candidate`), a pruned
+one as a constant 0 that the mixture skips. There is no soft resource term.
+
+Pruning rounds happen at the end of every `prune_every`-th epoch after the warm-up, and always at the
+end of the last epoch. A choice is the hidden width, the depth, the attention kind and the inner width
+of each block (one shared inner choice when the space shares it). Each round, with the weights at the
+epoch's temperature:
+
+1. weak candidates: in every choice with two or more survivors, the weakest survivor whose weight is
+   below `prune_threshold` is pruned (at most one per choice per round, never the last one);
+2. hard budget: while the arch A of the surviving argmax candidates costs more than the budget B, one
+   candidate is pruned by this rule. A *move* makes a cheaper survivor s of a choice c the argmax of c
+   (FLOPs of A with c set to s below FLOPs(A)); it saves F(A) - F(A[c:=s]) FLOPs and costs the weight of
+   the survivors of c ranked above s (all of them must go). The move with the most FLOPs saved per unit
+   of weight lost wins (ties: more FLOPs saved, then the earlier choice, then the earlier option), and
+   the current argmax of its choice - the first candidate that must go - is pruned; A is re-derived and
+   the rule repeats.
+
+Feasibility guard (both steps): a candidate is never pruned if the cheapest arch built from the
+survivors would then exceed the budget. The cheapest arch is exact: FLOPs grow with hidden width,
+depth and every inner width, so it takes the smallest surviving hidden, depth and per-block inner
+width, and the cheapest surviving attention kind for that hidden width. While A is over budget some
+choice's argmax differs from that cheapest arch, moving that choice to the cheapest arch's option
+saves FLOPs, and pruning its argmax keeps the cheapest arch alive, so a move passing the guard always
+exists. Hence when the space has an arch within the budget (the pipeline checks this before the
+search), the surviving argmax arch after the last round is within budget and the pipeline's projection
+never has to step in.
+
+Derive: the surviving candidate with the largest weight in every choice. The masks and the temperature
+are checkpointed (`--resume`), and every epoch's trace row holds them, the candidates pruned that round
+and the weights, expected FLOPs and argmax after pruning.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+
+from nasrec.arch import Arch, SearchSpace
+from nasrec.strategies._differentiable import COMMON_PARAMS, ArchLogits, DifferentiableStrategy, weights_snapshot
+from nasrec.strategies.base import HyperParam, SearchContext, SearchResult, register_strategy
+from nasrec.strategies.mixture import ChoiceWeights, argmax_arch, expected_flops, n_inner_options
+from nasrec.strategies.proxyless import per_candidate
+
+Choice = tuple[str, int | None]  # ("hidden" | "depth" | "attention" | "inner", block row or None)
+
+
+@register_strategy
+class RecNAS(DifferentiableStrategy):
+    name = "recnas"
+    summary = ("softmax mixture with geometrically annealed temperature, progressive pruning of weak "
+               "candidates and of costly ones until the argmax arch meets the FLOPs budget; surviving argmax")
+    hyperparams: ClassVar[tuple[HyperParam, ...]] = COMMON_PARAMS + (
+        HyperParam("temperature_start", "float", 5.0, 0.01, 100.0, log=True,
+                   help="softmax temperature of the first search epoch"),
+        HyperParam("temperature_end", "float", 0.1, 0.001, 10.0, log=True,
+                   help="softmax temperature of the last search epoch (geometric annealing in between)"),
+        HyperParam("prune_every", "int", 1, 1, 100, help="epochs between pruning rounds (after the warm-up)"),
+        HyperParam("prune_threshold", "float", 0.05, 0.0, 0.5,
+                   help="a candidate whose weight in its choice falls below this is pruned "
+                        "(at most one per choice per round, never the last one)"),
+    )
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+        self._space: SearchSpace | None = None
+        self._epochs = 1
+        self._temperature = float(self.params["temperature_start"])
+        self._masks: dict[str, torch.Tensor] = {}
+
+    # -- schedule and masks --------------------------------------------------------------------------
+    def temperature(self, epoch: int) -> float:
+        """T of search epoch `epoch` (0-based): geometric from temperature_start to temperature_end."""
+        start, end = float(self.params["temperature_start"]), float(self.params["temperature_end"])
+        if self._epochs <= 1:
+            return start
+        return start * (end / start) ** (epoch / (self._epochs - 1))
+
+    def is_pruning_round(self, epoch: int) -> bool:
+        after_warmup = epoch + 1 - self.params["warmup_epochs"]
+        return epoch == self._epochs - 1 or (after_warmup > 0 and after_warmup % self.params["prune_every"] == 0)
+
+    def _init_masks(self, space: SearchSpace) -> None:
+        self._masks = {
+            "hidden": torch.ones(len(space.hiddens), dtype=torch.bool),
+            "depth": torch.ones(len(space.depths), dtype=torch.bool),
+            "attention": torch.ones(len(space.attentions), dtype=torch.bool),
+            "inner": torch.ones(space.depths[-1], n_inner_options(space), dtype=torch.bool),
+        }
+
+    def masked_weights(self, logits: ArchLogits, temperature: float) -> ChoiceWeights:
+        """softmax(alpha / T) per choice with pruned candidates at exactly 0."""
+
+        def sm(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(t.masked_fill(~mask, float("-inf")) / temperature, dim=-1)
+
+        m = self._masks
+        return ChoiceWeights(sm(logits.hidden, m["hidden"]), sm(logits.inner, m["inner"]),
+                             sm(logits.depth, m["depth"]), sm(logits.attention, m["attention"]))
+
+    # -- hooks of the bilevel loop -------------------------------------------------------------------
+    def search(self, ctx: SearchContext) -> SearchResult:
+        self._space = ctx.space
+        self._epochs = ctx.epochs
+        self._temperature = self.temperature(0)
+        self._init_masks(ctx.space)
+        return super().search(ctx)  # restores masks and temperature when resuming
+
+    def relax(self, logits: ArchLogits, epoch: int, *, arch_step: bool) -> ChoiceWeights:
+        self._temperature = self.temperature(epoch)
+        w = self.masked_weights(logits, self._temperature)
+        if not arch_step:
+            return w
+        # per candidate, so that a pruned width/kind is skipped although the others carry grad
+        return ChoiceWeights(per_candidate(w.hidden, self._masks["hidden"].tolist()),  # type: ignore[arg-type]
+                             w.inner, w.depth,
+                             per_candidate(w.attention, self._masks["attention"].tolist()))  # type: ignore[arg-type]
+
+    def final_weights(self, logits: ArchLogits) -> ChoiceWeights:
+        return self.masked_weights(logits, self._temperature)
+
+    def end_epoch(self, ctx: SearchContext, logits: ArchLogits, epoch: int) -> dict[str, Any]:
+        self._temperature = self.temperature(epoch)
+        events: list[dict[str, Any]] = []
+        if self.is_pruning_round(epoch):
+            with torch.no_grad():
+                events += self._prune_weak(ctx, logits)
+                events += self._prune_to_budget(ctx, logits)
+        with torch.no_grad():
+            w = self.final_weights(logits)
+            arch = argmax_arch(ctx.space, w)
+            return {  # the weights / expected FLOPs / argmax of the row are replaced by the pruned ones
+                "temperature": self._temperature,
+                "pruning_round": self.is_pruning_round(epoch),
+                "pruned": events,
+                "masks": self.masks_snapshot(),
+                "weights": weights_snapshot(ctx.space, w),
+                "expected_flops": float(expected_flops(ctx.space, w, ctx.n_items, ctx.max_len)),
+                "argmax": arch.to_dict(),
+                "argmax_flops": ctx.flops(arch),
+                "cheapest_surviving_flops": self._cheapest_flops(ctx),
+            }
+
+    def strategy_state(self) -> dict[str, Any]:
+        return {"masks": {k: v.tolist() for k, v in self._masks.items()}, "temperature": self._temperature}
+
+    def load_strategy_state(self, state: dict[str, Any]) -> None:
+        self._masks = {k: torch.tensor(v, dtype=torch.bool) for k, v in state["masks"].items()}
+        self._temperature = float(state["temperature"])
+
+    # -- choices -------------------------------------------------------------------------------------
+    def _choices(self) -> list[Choice]:
+        assert self._space is not None
+        rows: list[Choice] = [("hidden", None), ("depth", None), ("attention", None)]
+        if self._space.inner_per_block:
+            return rows + [("inner", b) for b in range(self._space.depths[-1])]
+        return [*rows, ("inner", None)]
+
+    def _alive(self, choice: Choice) -> list[int]:
+        key, row = choice
+        m = self._masks[key]
+        if key == "inner":
+            m = m[row] if row is not None else m.all(0)
+        return [int(k) for k in torch.nonzero(m).flatten()]
+
+    def _set_pruned(self, choice: Choice, k: int, pruned: bool = True) -> None:
+        key, row = choice
+        if key != "inner":
+            self._masks[key][k] = not pruned
+        elif row is not None:
+            self._masks[key][row, k] = not pruned
+        else:
+            self._masks[key][:, k] = not pruned
+
+    @staticmethod
+    def _choice_weights(w: ChoiceWeights, choice: Choice) -> torch.Tensor:
+        """Weights of one choice; a shared inner choice uses the rows' sum (as `argmax_arch`) / rows."""
+        key, row = choice
+        if key != "inner":
+            return getattr(w, key)
+        return w.inner[row] if row is not None else w.inner.sum(0) / w.inner.shape[0]
+
+    def _label(self, choice: Choice, k: int) -> dict[str, Any]:
+        assert self._space is not None
+        key, row = choice
+        space = self._space
+        if key == "hidden":
+            return {"choice": "hidden", "option": space.hiddens[k]}
+        if key == "depth":
+            return {"choice": "depth", "option": space.depths[k]}
+        if key == "attention":
+            return {"choice": "attention", "option": space.attentions[k]}
+        label = {"choice": "inner", "option": space.inner_widths(space.hiddens[0])[k]}
+        return label if row is None else {**label, "block": row + 1}
+
+    def masks_snapshot(self) -> dict[str, Any]:
+        assert self._space is not None
+        space = self._space
+
+        def row(m: torch.Tensor, labels: tuple[Any, ...]) -> dict[str, bool]:
+            return {str(k): bool(v) for k, v in zip(labels, m, strict=True)}
+
+        inner_labels = space.inner_widths(space.hiddens[0])
+        return {"hidden": row(self._masks["hidden"], space.hiddens),
+                "depth": row(self._masks["depth"], space.depths),
+                "attention": row(self._masks["attention"], space.attentions),
+                "inner": [row(m, inner_labels) for m in self._masks["inner"]]}
+
+    # -- costs ---------------------------------------------------------------------------------------
+    def _arch(self, sel: dict[Choice, int]) -> Arch:
+        assert self._space is not None
+        space = self._space
+        h = space.hiddens[sel[("hidden", None)]]
+        d = space.depths[sel[("depth", None)]]
+        widths = space.inner_widths(h)
+        if space.inner_per_block:
+            inner = tuple(widths[sel[("inner", b)]] for b in range(d))
+        else:
+            inner = (widths[sel[("inner", None)]],) * d
+        return Arch(d, h, inner, space.embedding_widths(h)[0], space.heads[0],
+                    space.attentions[sel[("attention", None)]])
+
+    def _cheapest_flops(self, ctx: SearchContext) -> float:
+        """FLOPs of the cheapest arch built from surviving candidates (exact; see the module doc)."""
+        space = ctx.space
+        best = math.inf
+        for hi in self._alive(("hidden", None)):
+            h = space.hiddens[hi]
+            widths = space.inner_widths(h)
+            for di in self._alive(("depth", None)):
+                d = space.depths[di]
+                if space.inner_per_block:
+                    inner = tuple(min(widths[k] for k in self._alive(("inner", b))) for b in range(d))
+                else:
+                    inner = (min(widths[k] for k in self._alive(("inner", None))),) * d
+                for ai in self._alive(("attention", None)):
+                    arch = Arch(d, h, inner, space.embedding_widths(h)[0], space.heads[0], space.attentions[ai])
+                    best = min(best, float(ctx.flops(arch)))
+        return best
+
+    def _may_prune(self, ctx: SearchContext, choice: Choice, k: int) -> bool:
+        """Never the last survivor; never so that the cheapest surviving arch goes over budget."""
+        if len(self._alive(choice)) < 2:
+            return False
+        before = self._cheapest_flops(ctx)
+        self._set_pruned(choice, k)
+        after = self._cheapest_flops(ctx)
+        self._set_pruned(choice, k, pruned=False)
+        return after <= max(ctx.budget_flops, before)
+
+    # -- pruning -------------------------------------------------------------------------------------
+    def _prune_weak(self, ctx: SearchContext, logits: ArchLogits) -> list[dict[str, Any]]:
+        threshold = self.params["prune_threshold"]
+        w = self.masked_weights(logits, self._temperature)
+        events = []
+        for choice in self._choices():
+            alive = self._alive(choice)
+            if len(alive) < 2:
+                continue
+            cw = self._choice_weights(w, choice).tolist()
+            for k in sorted((k for k in alive if cw[k] < threshold), key=lambda k: (cw[k], -k)):
+                if self._may_prune(ctx, choice, k):
+                    self._set_pruned(choice, k)
+                    events.append({**self._label(choice, k), "reason": "weak", "weight": round(cw[k], 6)})
+                    break
+        return events
+
+    def _prune_to_budget(self, ctx: SearchContext, logits: ArchLogits) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        budget = ctx.budget_flops
+        while True:
+            w = self.masked_weights(logits, self._temperature)
+            weights = {c: self._choice_weights(w, c).tolist() for c in self._choices()}
+            ranking = {c: sorted(self._alive(c), key=lambda k, c=c: (-weights[c][k], k)) for c in weights}
+            sel = {c: r[0] for c, r in ranking.items()}  # the argmax of every choice (first on ties)
+            arch = self._arch(sel)
+            flops = float(ctx.flops(arch))
+            if flops <= budget:
+                return events
+            best: tuple[tuple[float, float, int, int], Choice, int, float] | None = None
+            for ci, choice in enumerate(self._choices()):
+                key, row = choice
+                order = ranking[choice]
+                if len(order) < 2 or (row is not None and row >= arch.depth):  # blocks past A's depth: free
+                    continue
+                if not self._may_prune(ctx, choice, order[0]):
+                    continue
+                lost = 0.0
+                for pos in range(1, len(order)):
+                    lost += weights[choice][order[pos - 1]]
+                    s = order[pos]
+                    saved = flops - float(ctx.flops(self._arch({**sel, choice: s})))
+                    if saved <= 0 or lost <= 0:
+                        continue
+                    rank = (saved / lost, saved, -ci, -s)
+                    if best is None or rank > best[0]:
+                        best = (rank, choice, order[0], flops - saved)
+            if best is None:  # cannot happen when an arch of the space fits (see the module doc)
+                events.append({"reason": "budget_unmet", "argmax_flops": flops, "budget": budget})
+                return events
+            rank, choice, k, target = best
+            self._set_pruned(choice, k)
+            events.append({**self._label(choice, k), "reason": "budget", "weight": round(weights[choice][k], 6),
+                           "argmax_flops": flops, "move_flops": target, "flops_per_weight": rank[0]})

@@ -1,0 +1,165 @@
+"""The `random` strategy: uniform sample within the budget, each candidate trained from scratch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from nasrec import cost
+from nasrec.arch import Arch, get_space
+from nasrec.data import SyntheticConfig, generate_synthetic, leave_one_out
+from nasrec.errors import ConfigError
+from nasrec.models import ElasticSASRec, ModelDims
+from nasrec.strategies.base import SearchContext, create_strategy, get_strategy
+from nasrec.strategies.random_search import RandomSearch
+
+MAX_LEN = 12
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models on a shared CPU: one torch thread is many times faster than several."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    data = generate_synthetic(SyntheticConfig(n_users=120, n_items=150, mean_len=10, seed=3))
+    return leave_one_out(data, seed=0)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("tiny")
+
+
+def flops_of(n_items: int):
+    return lambda arch: cost.flops(arch, n_items, MAX_LEN)
+
+
+def budget_at(space, n_items: int, fraction: float) -> float:
+    rng = cost.flops_range(space, n_items, MAX_LEN)
+    return rng.min_flops + fraction * (rng.max_flops - rng.min_flops)
+
+
+def make_ctx(splits, space, budget: float, *, seed: int = 0, **kw: Any) -> SearchContext:
+    n_items = splits.data.n_items
+    torch.manual_seed(seed)
+    supernet = ElasticSASRec(ModelDims.for_space(space, n_items, MAX_LEN))
+    return SearchContext(supernet=supernet, space=space, search_train=splits.search_train,
+                         arch_valid=splits.arch_valid, n_items=n_items, max_len=MAX_LEN, budget_flops=budget,
+                         epochs=1, batch_size=64, lr=1e-3, seed=seed, flops=flops_of(n_items), **kw)
+
+
+def timeless(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in trace]
+
+
+def test_registered_with_declared_hyperparams():
+    cls = get_strategy("random")
+    assert cls is RandomSearch
+    assert cls.trains_supernet is False
+    declared = {p.name: p for p in cls.hyperparams}
+    assert (declared["n_candidates"].type, declared["n_candidates"].default) == ("int", 8)
+    assert (declared["n_candidates"].low, declared["n_candidates"].high) == (1, 1000)
+    assert (declared["epochs_per_candidate"].type, declared["epochs_per_candidate"].default) == ("int", 1)
+    assert (declared["epochs_per_candidate"].low, declared["epochs_per_candidate"].high) == (1, 100)
+    assert create_strategy("random", {"n_candidates": "3"}).params == {"n_candidates": 3, "epochs_per_candidate": 1}
+    with pytest.raises(ConfigError, match="n_candidates"):
+        create_strategy("random", {"n_candidates": 0})
+
+
+def test_runs_within_budget_and_keeps_the_best(splits, space):
+    n_items = splits.data.n_items
+    budget = budget_at(space, n_items, 0.5)
+    ctx = make_ctx(splits, space, budget)
+    result = create_strategy("random", {"n_candidates": 3}).search(ctx)
+
+    assert len(result.trace) == 3
+    archs = [Arch.from_dict(row["arch"]) for row in result.trace]
+    assert len(set(archs)) == 3  # distinct
+    for arch, row in zip(archs, result.trace, strict=True):
+        space.validate(arch)
+        assert row["flops"] == cost.flops(arch, n_items, MAX_LEN) <= budget
+        assert 0.0 <= row["ndcg@10"] <= 1.0 and row["seconds"] >= 0
+    assert cost.flops(result.arch, n_items, MAX_LEN) <= budget
+    best = max(result.trace, key=lambda r: r["ndcg@10"])
+    assert result.trace[archs.index(result.arch)]["ndcg@10"] == best["ndcg@10"]
+    # The preference ranks archs by their arch-valid NDCG@10; unseen archs come last.
+    for arch, row in zip(archs, result.trace, strict=True):
+        assert result.preference(arch) == row["ndcg@10"]
+    unseen = next(a for a in space if a not in archs)
+    assert result.preference(unseen) == float("-inf")
+    # Only weights stepped, only on search-train windows; the supernet itself was not trained.
+    assert ctx.source.steps and set(ctx.source.steps) == {("weights", "search_train")}
+
+
+def test_all_candidates_within_budget_and_fewer_feasible_takes_all(splits, space):
+    n_items = splits.data.n_items
+    budget = budget_at(space, n_items, 0.3)
+    ctx = make_ctx(splits, space, budget)
+    strategy = create_strategy("random", {"n_candidates": 1000})
+    feasible = {a for a in space if cost.flops(a, n_items, MAX_LEN) <= budget}
+    assert 1 < len(feasible) < len(space)
+    picked = strategy.candidates(ctx)
+    assert len(picked) == len(set(picked)) and set(picked) == feasible
+
+
+def test_deterministic_for_a_seed_and_seeds_differ(splits, space):
+    budget = budget_at(space, splits.data.n_items, 0.6)
+    params = {"n_candidates": 2}
+    first = create_strategy("random", params).search(make_ctx(splits, space, budget, seed=5))
+    second = create_strategy("random", params).search(make_ctx(splits, space, budget, seed=5))
+    assert first.arch == second.arch
+    assert timeless(first.trace) == timeless(second.trace)
+
+    strategy = create_strategy("random", {"n_candidates": 3})
+    samples = {tuple(strategy.candidates(make_ctx(splits, space, budget, seed=s))) for s in range(6)}
+    assert len(samples) > 1  # different seeds sample different candidates
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_skips_finished_candidates(splits, space, tmp_path, monkeypatch):
+    budget = budget_at(space, splits.data.n_items, 0.6)
+    params = {"n_candidates": 3}
+    reference = create_strategy("random", params).search(make_ctx(splits, space, budget, seed=1))
+
+    def stop_after_two(done: int, _row: dict[str, Any]) -> None:
+        if done == 2:
+            raise Interrupt
+
+    checkpoint = tmp_path / "search_checkpoint.pt"
+    with pytest.raises(Interrupt):
+        create_strategy("random", params).search(
+            make_ctx(splits, space, budget, seed=1, checkpoint=checkpoint, on_epoch=stop_after_two))
+    assert checkpoint.is_file()
+
+    trained: list[int] = []
+    original = RandomSearch.evaluate_candidate
+
+    def counting(self, ctx, arch, index):
+        trained.append(index)
+        return original(self, ctx, arch, index)
+
+    monkeypatch.setattr(RandomSearch, "evaluate_candidate", counting)
+    seen: list[int] = []
+    resumed = create_strategy("random", params).search(
+        make_ctx(splits, space, budget, seed=1, checkpoint=checkpoint, resume=True,
+                 on_epoch=lambda done, _row: seen.append(done)))
+    assert trained == [2] and seen == [3]  # only the third candidate was trained
+    assert resumed.arch == reference.arch
+    assert timeless(resumed.trace) == timeless(reference.trace)
+
+    # A checkpoint of another sample (another budget) is not silently reused.
+    with pytest.raises(ConfigError, match="resume"):
+        create_strategy("random", params).search(
+            make_ctx(splits, space, budget_at(space, splits.data.n_items, 0.2), seed=1, checkpoint=checkpoint,
+                     resume=True))

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nasrec import api
+from nasrec.arch import get_space
+from nasrec.data import SyntheticConfig, generate_synthetic, leave_one_out
+from nasrec.models import ElasticSASRec, ModelDims
+from nasrec.train import TrainConfig, TrainingDiverged, train_arch
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = generate_synthetic(SyntheticConfig(n_users=150, n_items=160, mean_len=12, seed=3))
+    path = tmp_path_factory.mktemp("data") / "tiny.txt"
+    lines = [" ".join([u, *(data.item_ids[i - 1] for i in seq)]) for u, seq in zip(data.user_ids, data.sequences)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _train(data_file: Path, out: Path, epochs: int = 2, **kw: object) -> dict:
+    config = TrainConfig(epochs=epochs, batch_size=32, patience=50, seed=kw.pop("seed", 0))  # type: ignore[arg-type]
+    return api.train(str(data_file), space="tiny", arch="max", out=out, max_len=12, config=config, **kw)
+
+
+def test_train_writes_result(data_file: Path, tmp_path: Path) -> None:
+    result = _train(data_file, tmp_path / "a")
+    saved = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert saved["arch"] == result["arch"]
+    for protocol in ("full", "uni100", "pop100"):
+        assert 0.0 <= saved["metrics"]["test"][protocol]["ndcg@10"] <= 1.0
+    assert set(saved["metrics"]["valid"]) == {"full"}
+    assert saved["flops"] == saved["counted_flops"]
+    assert saved["latency_ms"]["batch_1"] > 0 and saved["latency_ms"]["batch_256"] > 0
+    assert saved["data"]["fingerprint"] and saved["seed"] == 0
+    assert saved["metrics"]["exclude_history"] is False
+    assert (tmp_path / "a" / "model" / "model.pt").is_file()
+
+
+def test_same_seed_same_metrics(data_file: Path, tmp_path: Path) -> None:
+    a = _train(data_file, tmp_path / "a")
+    b = _train(data_file, tmp_path / "b")
+    assert a["metrics"] == b["metrics"]
+    c = _train(data_file, tmp_path / "c", seed=1)
+    assert c["metrics"] != a["metrics"]
+
+
+def test_resume_equals_uninterrupted(data_file: Path, tmp_path: Path) -> None:
+    full = _train(data_file, tmp_path / "full", epochs=3)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(log: object, state: object) -> None:
+        if log.epoch == 2:  # type: ignore[attr-defined]
+            raise Stop
+
+    with pytest.raises(Stop):
+        _train(data_file, tmp_path / "cut", epochs=3, on_epoch=stop_after_two)
+    resumed = _train(data_file, tmp_path / "cut", epochs=3, resume=True)
+    assert resumed["metrics"] == full["metrics"]
+    assert resumed["train"]["epochs_run"] == 3
+
+
+def test_resume_checks(data_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(api.ConfigError, match="no checkpoint"):
+        _train(data_file, tmp_path / "none", resume=True)
+    _train(data_file, tmp_path / "r", epochs=1)
+    with pytest.raises(api.ConfigError, match="different"):
+        _train(data_file, tmp_path / "r", epochs=1, resume=True, seed=5)
+
+
+def test_too_small_catalogue_fails_before_training(tmp_path: Path) -> None:
+    path = tmp_path / "small.txt"
+    path.write_text("".join(f"{u} " + " ".join(str(i) for i in range(1, 9)) + "\n" for u in range(1, 30)))
+    with pytest.raises(api.ConfigError, match="100 negatives"):
+        _train(path, tmp_path / "out")
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()
+
+
+def test_early_stopping_and_best_weights(data_file: Path) -> None:
+    data = generate_synthetic(SyntheticConfig(n_users=150, n_items=160, mean_len=12, seed=3))
+    splits = leave_one_out(data)
+    space = get_space("tiny")
+    model = ElasticSASRec(ModelDims.for_space(space, data.n_items, 12).for_arch(space.max_arch()))
+    # lr 0 never improves after epoch 1, so patience 2 stops after epoch 3.
+    state = train_arch(model, model.arch, splits.train, splits.valid, data.n_items, 12,
+                       TrainConfig(epochs=20, batch_size=32, lr=0.0, patience=2))
+    assert state.epoch == 3 and state.best_epoch == 1
+
+
+def test_nan_loss_names_the_step(data_file: Path) -> None:
+    data = generate_synthetic(SyntheticConfig(n_users=150, n_items=160, mean_len=12, seed=3))
+    splits = leave_one_out(data)
+    space = get_space("tiny")
+    model = ElasticSASRec(ModelDims.for_space(space, data.n_items, 12).for_arch(space.max_arch()))
+    with torch.no_grad():
+        model.item_emb.weight[5].fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="epoch 1, step 1"):
+        train_arch(model, model.arch, splits.train, splits.valid, data.n_items, 12, TrainConfig(epochs=1))
