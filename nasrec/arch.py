@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from nasrec.errors import ConfigError
 
 ATTENTION_KINDS = ("softmax", "linear")
+GATE_HIDDEN = 32  # width of the data-aware gates' hidden layer (EASRec)
 AttentionKind = Literal["softmax", "linear"]
 
 
@@ -34,6 +35,9 @@ class Arch:
     embedding: int  # item embedding size; projected to `hidden` when it differs
     heads: int
     attention: AttentionKind = "softmax"
+    # EASRec data-aware gates on the FFN: 0 none, 1 on the first dense layer, 2 on both. Not a choice of a
+    # space: a strategy that trains gates keeps them in the archs it derives.
+    gates: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inner", tuple(int(i) for i in self.inner))
@@ -43,6 +47,8 @@ class Arch:
             raise ConfigError(f"arch: every size must be >= 1, got {self.to_dict()}")
         if self.hidden % self.heads:
             raise ConfigError(f"arch: hidden {self.hidden} is not divisible by heads {self.heads}")
+        if self.gates not in (0, 1, 2):
+            raise ConfigError(f"arch: gates must be 0, 1 or 2, got {self.gates!r}")
         if self.attention not in ATTENTION_KINDS:
             raise ConfigError(f"arch: attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
 
@@ -54,6 +60,8 @@ class Arch:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["inner"] = list(self.inner)
+        if not self.gates:
+            del d["gates"]  # keeps the canonical form (and ids) of gate-less archs short
         return d
 
     def to_json(self) -> str:
@@ -67,13 +75,14 @@ class Arch:
     @property
     def label(self) -> str:
         inner = ".".join(str(i) for i in self.inner)
-        return f"L{self.depth}-h{self.hidden}-i{inner}-e{self.embedding}-a{self.heads}-{self.attention}"
+        gates = f"-g{self.gates}" if self.gates else ""
+        return f"L{self.depth}-h{self.hidden}-i{inner}-e{self.embedding}-a{self.heads}-{self.attention}{gates}"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Arch:
-        fields = {"depth", "hidden", "inner", "embedding", "heads", "attention"}
+        fields = {"depth", "hidden", "inner", "embedding", "heads", "attention", "gates"}
         unknown = set(d) - fields
-        missing = fields - {"attention"} - set(d)
+        missing = fields - {"attention", "gates"} - set(d)
         if unknown or missing:
             raise ConfigError(
                 f"arch: unknown fields {sorted(unknown)}, missing fields {sorted(missing)}; "
@@ -90,6 +99,7 @@ class Arch:
                 embedding=int(d["embedding"]),
                 heads=int(d["heads"]),
                 attention=d.get("attention", "softmax"),
+                gates=int(d.get("gates", 0)),
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"arch: {exc}") from exc
@@ -303,7 +313,8 @@ class SearchSpace:
                     attention or self.attentions[0])
 
     def validate(self, arch: Arch) -> Arch:
-        """Return `arch` if it belongs to this space, else raise naming the offending field."""
+        """Return `arch` if it belongs to this space, else raise naming the offending field.
+        (Gates are not a choice of the space; any gate setting is accepted.)"""
 
         def bad(field: str, value: Any, allowed: Any) -> ConfigError:
             return ConfigError(f"arch {arch.label} is not in space {self.name!r}: {field}={value}, allowed {allowed}")

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -127,7 +128,7 @@ def search(
     format: FormatOpt = "auto",
     space: SpaceOpt = "tiny",
     max_len: MaxLenOpt = None,
-    search_epochs: Annotated[int, typer.Option(min=1)] = 10,
+    search_epochs: Annotated[int, typer.Option(min=1, help="Supernet epochs (random: see --set n_candidates).")] = 10,
     retrain_epochs: Annotated[int, typer.Option(min=1)] = 50,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
@@ -153,11 +154,12 @@ def search(
                           seed=seed, retrain_from_scratch=retrain_from_scratch, exclude_history=exclude_history)
     with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.description}"), console=console) as progress:
-        search_task = progress.add_task("", total=search_epochs, stage="search ")
-        retrain_task = progress.add_task("", total=retrain_epochs, stage="retrain", visible=False)
+        tasks: dict[str, Any] = {}
 
         def on_stage(name: str, info: dict[str, Any]) -> None:
-            if name == "data":
+            if name == "search":
+                tasks["search"] = progress.add_task("", total=info["steps"], stage="search ")
+            elif name == "data":
                 d, b = info["data"], info["budget"]
                 progress.console.print(
                     f"data {d['name']}: {d['users']:,} users, {d['items']:,} items; max_len {info['max_len']}; "
@@ -167,20 +169,21 @@ def search(
                 note = f" (projected from {p['derived_flops']:,} FLOPs)" if p["projected"] else ""
                 progress.console.print(f"derived {info['arch'].label}: {info['flops']:,} FLOPs{note}")
             elif name == "retrain":
-                progress.update(retrain_task, visible=True)
+                tasks["retrain"] = progress.add_task("", total=retrain_epochs, stage="retrain")
 
         def on_search_epoch(epoch: int, row: dict[str, Any]) -> None:
             loss = row.get("weight_loss")
             desc = f"loss {loss:.4f}  " if loss is not None else ""
             if "expected_flops" in row:
                 desc += f"E[flops] {row['expected_flops']:.3g}  "
-            progress.update(search_task, completed=epoch, description=desc + f"argmax {row.get('argmax')}")
-            _log_line(f"search epoch {epoch}: {desc}argmax {row.get('argmax')}")
+            arch = row.get("argmax") or row.get("arch")
+            progress.update(tasks["search"], completed=epoch, description=f"{desc}arch {arch}")
+            _log_line(f"search step {epoch}: {desc}arch {arch}")
 
         def on_retrain_epoch(log: EpochLog, state: TrainState) -> None:
             desc = (f"loss {log.loss:.4f}  valid ndcg@10 {log.valid['ndcg@10']:.4f}  "
                     f"best {state.best_score:.4f}@{state.best_epoch}")
-            progress.update(retrain_task, completed=log.epoch, description=desc)
+            progress.update(tasks["retrain"], completed=log.epoch, description=desc)
             _log_line(f"retrain epoch {log.epoch}: {desc}")
 
         result = run_search(api.DataOptions(source=data, format=format), config, out, resume=resume,
@@ -307,7 +310,7 @@ def main() -> None:
     try:
         app()
     except NasrecError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2))
 
 

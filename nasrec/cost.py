@@ -17,7 +17,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from nasrec.arch import Arch, SearchSpace
+from nasrec.arch import GATE_HIDDEN, Arch, SearchSpace
 from nasrec.models.sasrec import ElasticSASRec
 
 
@@ -30,9 +30,18 @@ def attention_flops(arch: Arch, max_len: int) -> int:
     return 4 * n * d * h  # k v^T outer products and q . S per position: 2 n d^2 each per head
 
 
+def gate_flops(arch: Arch, max_len: int, inner: int) -> int:
+    """EASRec's data-aware gates of one block: input layer, then one head per gated FFN layer."""
+    if not arch.gates:
+        return 0
+    n, h, g = max_len, arch.hidden, GATE_HIDDEN
+    return 2 * n * h * g + 2 * n * g * inner + (2 * n * g * h if arch.gates == 2 else 0)
+
+
 def block_flops(arch: Arch, max_len: int, inner: int) -> int:
     n, h = max_len, arch.hidden
-    return 8 * n * h * h + attention_flops(arch, max_len) + 4 * n * h * inner  # QKVO + core + FFN
+    core = 8 * n * h * h + attention_flops(arch, max_len) + 4 * n * h * inner  # QKVO + core + FFN
+    return core + gate_flops(arch, max_len, inner)
 
 
 def flops(arch: Arch, n_items: int, max_len: int) -> int:
@@ -50,6 +59,9 @@ def params(arch: Arch, n_items: int, max_len: int) -> int:
     block = 4 * (h * h + h) + 4 * h  # Q, K, V, O with biases; two LayerNorms
     total = (n_items + 1) * e + max_len * h + 2 * h
     total += sum(block + (h * i + i) + (i * h + h) for i in arch.inner)
+    if arch.gates:
+        g = GATE_HIDDEN
+        total += sum((h * g + g) + (g * i + i) + ((g * h + h) if arch.gates == 2 else 0) for i in arch.inner)
     if arch.projected:
         total += (e * h + h) + (h * e + e)
     return total

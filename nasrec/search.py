@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,7 @@ def enforce_budget(derived: Arch, space: SearchSpace, budget: float, flops: Call
     if len(space) > MAX_PROJECTION_ARCHS:
         raise ConfigError(f"space {space.name!r} has {len(space):,} archs, too many to project onto the budget")
     prefer = preference or closeness(derived)
-    feasible = [a for a in space if flops(a) <= budget]
+    feasible = [a for a in space_archs(space, derived.gates) if flops(a) <= budget]
     best = max(feasible, key=lambda a: (prefer(a), flops(a), a.to_json()))
     info.update(projected=True, rule="max strategy preference among archs within budget; ties: more FLOPs",
                 preference="strategy" if preference else "closeness to derived")
@@ -132,10 +132,14 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         if not _stage(out, "config").is_file():
             raise ConfigError(f"--resume: {out} holds no earlier `nasrec search` run (no config.json)")
         earlier = json.loads(_stage(out, "config").read_text())
+        earlier.pop("data_fingerprint", None)
         if json.dumps(earlier, sort_keys=True) != json.dumps(run_config, sort_keys=True):
             raise ConfigError(f"--resume: {out} was started with other options; use the same ones or another --out")
 
     dataset = data_opts.load()
+    run_config["data_fingerprint"] = dataset.fingerprint
+    if resume and json.loads(_stage(out, "config").read_text()).get("data_fingerprint") != dataset.fingerprint:
+        raise ConfigError(f"--resume: the data changed since {out} was started (fingerprint differs)")
     budget = check_budget(space, config.budget_flops, dataset.n_items, max_len)
     if budget.unconstrained:
         warnings.warn(f"--budget-flops {config.budget_flops:.4g} is above the largest arch of {space.name!r} "
@@ -150,7 +154,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         return cost_mod.flops(arch, dataset.n_items, max_len)
 
     torch.manual_seed(config.seed)
-    supernet = ElasticSASRec(ModelDims.for_space(space, dataset.n_items, max_len))
+    supernet = ElasticSASRec(strategy.supernet_dims(ModelDims.for_space(space, dataset.n_items, max_len)))
     supernet_file = out / "supernet.pt"
     search_done = _stage(out, "search")
     if resume and search_done.is_file():
@@ -166,7 +170,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
                             batch_size=config.batch_size, lr=config.lr, seed=config.seed, flops=flops,
                             checkpoint=out / "search_checkpoint.pt", on_epoch=on_search_epoch,
                             resume=resume)
-        notify("search", {"strategy": strategy.name, "params": strategy.params})
+        notify("search", {"strategy": strategy.name, "params": strategy.params, "steps": strategy.progress_steps(ctx)})
         start = time.perf_counter()
         result: SearchResult = strategy.search(ctx)
         search_seconds = time.perf_counter() - start
@@ -174,8 +178,8 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         derived, trace, extra = result.arch, result.trace, result.extra
         preference = result.preference
         # Record the preference over the whole space so a resumed run projects identically.
-        table = None if preference is None else {a.to_json(): preference(a) for a in _feasible(space, flops,
-                                                                                                 config)}
+        feasible = [] if preference is None else _feasible(space, flops, config, derived.gates)
+        table = None if preference is None else {a.to_json(): preference(a) for a in feasible}
         torch.save(supernet.state_dict(), supernet_file)
         write_json(search_done, {"derived": derived.to_dict(), "trace": trace, "seconds": search_seconds,
                                  "preference": table, "extra": extra})
@@ -228,10 +232,15 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
     return result_json
 
 
-def _feasible(space: SearchSpace, flops: Callable[[Arch], int], config: SearchConfig) -> list[Arch]:
+def space_archs(space: SearchSpace, gates: int = 0) -> Iterator[Arch]:
+    """The archs of a space, carrying the gate setting of a strategy that trains gates."""
+    return (replace(a, gates=gates) for a in space) if gates else iter(space)
+
+
+def _feasible(space: SearchSpace, flops: Callable[[Arch], int], config: SearchConfig, gates: int) -> list[Arch]:
     if len(space) > MAX_PROJECTION_ARCHS:
         return []
-    return [a for a in space if flops(a) <= config.budget_flops]
+    return [a for a in space_archs(space, gates) if flops(a) <= config.budget_flops]
 
 
 def _table_preference(table: dict[str, float]) -> Callable[[Arch], float]:

@@ -97,7 +97,7 @@ def recbole_config(args: argparse.Namespace, data_root: Path, work: Path) -> dic
         # protocol: leave-one-out in time order, full ranking, selection on valid NDCG@10
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
         "metrics": ["Recall", "MRR", "NDCG", "Hit"], "topk": [10, 20],
-        "valid_metric": "NDCG@10", "valid_metric_bigger": True, "eval_step": 1,
+        "valid_metric": "NDCG@10", "valid_metric_bigger": True, "eval_step": 1, "metric_decimal_place": 6,
         "eval_batch_size": 256, "repeatable": True,
         # training
         "epochs": args.epochs, "train_batch_size": 128, "learner": "adam", "learning_rate": 1e-3,
@@ -109,23 +109,37 @@ def recbole_config(args: argparse.Namespace, data_root: Path, work: Path) -> dic
     }
 
 
-def dump_sequences(dataset, path: Path) -> dict:
-    """Per-user item tokens in the order RecBole uses (from the prefix-augmented interactions)."""
-    inter = dataset.inter_feat
-    uids = inter[dataset.uid_field].numpy()
-    targets = inter[dataset.iid_field].numpy()
-    lists = inter[dataset.item_id_list_field].numpy()
-    lengths = inter[dataset.item_list_length_field].numpy()
-    seqs: dict[str, list[str]] = {}
-    for u, t, lst, n in zip(uids, targets, lists, lengths):
-        utok = str(dataset.id2token(dataset.uid_field, int(u)))
-        if utok not in seqs:  # first prefix of the user: its single history item starts the sequence
-            assert n == 1, "augmented rows are not grouped by user in order"
-            seqs[utok] = [str(dataset.id2token(dataset.iid_field, int(lst[0])))]
-        seqs[utok].append(str(dataset.id2token(dataset.iid_field, int(t))))
-    path.write_text(json.dumps(seqs))
-    return {"users": len(seqs), "items": int(dataset.item_num - 1),
-            "interactions": int(sum(len(s) for s in seqs.values())), "training_prefixes": len(uids)}
+def dump_sequences(train_ds, valid_ds, test_ds, path: Path) -> dict:
+    """Per-user item tokens in the order RecBole trains and evaluates on.
+
+    Rebuilt from the split datasets: the user's first training prefix's single history item, the
+    training targets in row order, then the validation and the test target; checked against the
+    test row's history (its last MAX_ITEM_LIST_LENGTH items)."""
+    def rows(ds):
+        inter = ds.inter_feat
+        return (inter[ds.uid_field].numpy(), inter[ds.iid_field].numpy(),
+                inter[ds.item_id_list_field].numpy(), inter[ds.item_list_length_field].numpy())
+
+    def tok(i: int) -> str:
+        return str(train_ds.id2token(train_ds.iid_field, int(i)))
+
+    seqs: dict[int, list[int]] = {}
+    u, t, lst, n = rows(train_ds)
+    for uid, target, items, length in zip(u, t, lst, n):
+        if uid not in seqs:
+            assert length == 1, "a user's first training prefix is not of length 1"
+            seqs[uid] = [int(items[0])]
+        seqs[uid].append(int(target))
+    for ds in (valid_ds, test_ds):
+        u, t, lst, n = rows(ds)
+        for uid, target, items, length in zip(u, t, lst, n):
+            if ds is test_ds:
+                assert seqs[uid][-int(length):] == [int(x) for x in items[:length]], "test history mismatch"
+            seqs[uid].append(int(target))
+    out = {str(train_ds.id2token(train_ds.uid_field, int(uid))): [tok(i) for i in s] for uid, s in seqs.items()}
+    path.write_text(json.dumps(out))
+    return {"users": len(out), "items": int(train_ds.item_num - 1),
+            "interactions": int(sum(len(s) for s in out.values())), "training_prefixes": int(len(train_ds))}
 
 
 class TimeCap(Exception):
@@ -157,8 +171,9 @@ def main() -> None:
     init_logger(config)
     torch.set_num_threads(args.threads)
     dataset = create_dataset(config)
-    data_info.update(dump_sequences(dataset, out / "recbole_sequences.json"))
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    data_info.update(dump_sequences(train_data._dataset, valid_data._dataset, test_data._dataset,
+                                    out / "recbole_sequences.json"))
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = SASRec(config, train_data._dataset).to(config["device"])
     n_params = sum(p.numel() for p in model.parameters())
@@ -176,7 +191,8 @@ def main() -> None:
                    if k not in ("data_path", "checkpoint_dir")},
         "time_basis": "cumulative_seconds: wall time from Trainer.fit() start to the end of each epoch's "
                       "validation (train + valid + best-model checkpointing); excludes data loading, "
-                      "dataset build and model construction (setup_seconds)",
+                      "dataset build and model construction (setup_seconds). cumulative_cpu_seconds: CPU time of the process over the same span "
+                      "(one compute thread, so a measure that other jobs on the shared cores barely move)",
         "train": {"setup_seconds": setup_seconds, "history": history},
     }
     result_path = out / "recbole.json"
@@ -188,6 +204,7 @@ def main() -> None:
 
     cap_seconds = args.max_hours * 3600.0
     fit_start = 0.0
+    cpu_start = 0.0
 
     class TimedTrainer(Trainer):
         def _train_epoch(self, *a, **kw):
@@ -207,11 +224,13 @@ def main() -> None:
 
     def on_epoch(epoch_idx: int, valid_score: float) -> None:
         elapsed = time.perf_counter() - fit_start
+        cpu = time.process_time() - cpu_start
         valid = {k: float(v) for k, v in trainer._epoch_valid_result.items()}
         history.append({"epoch": epoch_idx + 1, "loss": float(trainer.train_loss_dict[epoch_idx]),
                         "valid_ndcg@10": float(valid_score), "valid": valid,
                         "train_seconds": trainer._epoch_train_seconds,
-                        "valid_seconds": trainer._epoch_valid_seconds, "cumulative_seconds": elapsed})
+                        "valid_seconds": trainer._epoch_valid_seconds, "cumulative_seconds": elapsed,
+                        "cumulative_cpu_seconds": cpu, "loadavg_1min": os.getloadavg()[0]})
         print(f"epoch {epoch_idx + 1}: loss {history[-1]['loss']:.4f} valid ndcg@10 {valid_score:.4f} "
               f"train {trainer._epoch_train_seconds:.1f}s valid {trainer._epoch_valid_seconds:.1f}s "
               f"cum {elapsed:.0f}s", flush=True)
@@ -220,13 +239,15 @@ def main() -> None:
             raise TimeCap(f"stopped after {elapsed:.0f}s (cap {cap_seconds:.0f}s)")
 
     write()
-    fit_start = time.perf_counter()
+    report["train"]["loadavg_at_start"] = os.getloadavg()
+    fit_start, cpu_start = time.perf_counter(), time.process_time()
     stopped_by = "early_stopping_or_epochs"
     try:
         trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=on_epoch)
     except TimeCap as exc:
         stopped_by = f"time_cap: {exc}"
     fit_seconds = time.perf_counter() - fit_start
+    fit_cpu_seconds = time.process_time() - cpu_start
     if stopped_by.startswith("early") and len(history) < args.epochs:
         stopped_by = "early_stopping"
     elif stopped_by.startswith("early"):
@@ -238,7 +259,7 @@ def main() -> None:
     best = max(history, key=lambda h: h["valid_ndcg@10"])  # first epoch with the best score
     report["status"] = "done"
     report["train"].update({
-        "seconds": fit_seconds, "epochs_run": len(history), "best_epoch": best["epoch"],
+        "seconds": fit_seconds, "cpu_seconds": fit_cpu_seconds, "epochs_run": len(history), "best_epoch": best["epoch"],
         "best_valid_ndcg@10": best["valid_ndcg@10"], "stopped_by": stopped_by, "test_seconds": test_seconds,
     })
     report["metrics"] = {"valid": {k: float(v) for k, v in trainer.best_valid_result.items()},

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nasrec.arch import Arch, SearchSpace
+from nasrec.arch import GATE_HIDDEN, Arch, SearchSpace
 
 LN_EPS = 1e-8
 LINEAR_ATTN_EPS = 1e-6  # keeps the LinRec normalisers away from 0 (pruned or padded columns)
@@ -43,6 +43,7 @@ class ModelDims:
     heads: int
     attention: str = "softmax"
     projection: bool = False  # holds e<->h projections (needed when some arch has embedding != hidden)
+    gates: int = 0  # data-aware FFN gates held by every block: 0, 1 (first dense layer) or 2 (both)
     dropout: float = 0.2
     norm: str = "pre"
 
@@ -53,7 +54,8 @@ class ModelDims:
     @property
     def full_arch(self) -> Arch:
         """The arch that uses every weight of this model."""
-        return Arch(self.depth, self.hidden, self.inner, self.embedding, self.heads, self.attention)  # type: ignore[arg-type]
+        return Arch(self.depth, self.hidden, self.inner, self.embedding, self.heads, self.attention,  # type: ignore[arg-type]
+                    self.gates)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -84,7 +86,7 @@ class ModelDims:
         """Dims of the standalone model of `arch` cut from a model of these dims."""
         return replace(
             self, hidden=arch.hidden, inner=arch.inner, embedding=arch.embedding, heads=arch.heads,
-            attention=arch.attention, projection=arch.projected,
+            attention=arch.attention, projection=arch.projected, gates=arch.gates,
         )
 
 
@@ -142,9 +144,14 @@ class Dropout(nn.Dropout):
 class Block(nn.Module):
     """One transformer block at its maximal size; `forward` runs any leading slice of it."""
 
-    def __init__(self, hidden: int, inner: int, norm: str, dropout: float) -> None:
+    def __init__(self, hidden: int, inner: int, norm: str, dropout: float, gates: int = 0) -> None:
         super().__init__()
         self.norm = norm
+        if gates:  # EASRec data-aware gates: an MLP on the input embeddings, one head per gated layer
+            self.gate_in = nn.Linear(hidden, GATE_HIDDEN)
+            self.gate1 = nn.Linear(GATE_HIDDEN, inner)
+        if gates == 2:
+            self.gate2 = nn.Linear(GATE_HIDDEN, hidden)
         self.ln1 = nn.LayerNorm(hidden, eps=LN_EPS)
         self.q = nn.Linear(hidden, hidden)
         self.k = nn.Linear(hidden, hidden)
@@ -167,6 +174,16 @@ class Block(nn.Module):
         attend = softmax_attention if kind == "softmax" else linear_attention
         out = attend(q, k, v, valid, mask).transpose(1, 2).reshape(b, length, h)
         return sliced_linear(out, self.o, h, h)
+
+    def gate_values(self, x0: torch.Tensor, h: int, inner: int, n_gates: int
+                    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Gates in (0, 2) for the two FFN layers, read from the input embedding sequence x0 [B, L, h]."""
+        if n_gates == 0:
+            return None, None
+        g = F.relu(sliced_linear(x0, self.gate_in, GATE_HIDDEN, h))
+        first = 2.0 * torch.sigmoid(sliced_linear(g, self.gate1, inner, GATE_HIDDEN))
+        second = 2.0 * torch.sigmoid(sliced_linear(g, self.gate2, h, GATE_HIDDEN)) if n_gates == 2 else None
+        return first, second
 
     def ffn(self, x: torch.Tensor, h: int, inner: int, gates: tuple[torch.Tensor | None, torch.Tensor | None]
             = (None, None)) -> torch.Tensor:
@@ -201,7 +218,7 @@ class ElasticSASRec(nn.Module):
         if dims.projection:
             self.in_proj = nn.Linear(dims.embedding, dims.hidden)
             self.out_proj = nn.Linear(dims.hidden, dims.embedding)
-        self.blocks = nn.ModuleList(Block(dims.hidden, i, dims.norm, dims.dropout) for i in dims.inner)
+        self.blocks = nn.ModuleList(Block(dims.hidden, i, dims.norm, dims.dropout, dims.gates) for i in dims.inner)
         self.final_ln = nn.LayerNorm(dims.hidden, eps=LN_EPS)
         self.emb_dropout = Dropout(dims.dropout)
         # Called with every input batch (search code uses it to check which split a step read).
@@ -254,9 +271,12 @@ class ElasticSASRec(nn.Module):
         """Hidden states [B, L, hidden] of `arch` (default: the whole model) before the final norm."""
         arch = arch or self.arch
         x, valid = self.embed(inputs, arch)
+        x0 = x
         mask = attention_mask(valid) if arch.attention == "softmax" else None
         for i in range(arch.depth):
-            x = self.blocks[i](x, valid, arch.hidden, arch.inner[i], arch.heads, arch.attention, mask=mask)
+            block = self.blocks[i]
+            gates = block.gate_values(x0, arch.hidden, arch.inner[i], arch.gates)
+            x = block(x, valid, arch.hidden, arch.inner[i], arch.heads, arch.attention, gates=gates, mask=mask)
         return x
 
     def score_last(self, inputs: torch.Tensor, arch: Arch | None = None) -> torch.Tensor:

@@ -23,8 +23,8 @@ import torch
 
 from nasrec.arch import Arch, SearchSpace
 from nasrec.data import EvalSet, WindowLoader, eval_inputs, training_windows
-from nasrec.errors import ConfigError
-from nasrec.models.sasrec import ElasticSASRec
+from nasrec.errors import ConfigError, DataError
+from nasrec.models.sasrec import ElasticSASRec, ModelDims
 
 ParamType = Literal["float", "int", "categorical", "bool"]
 
@@ -82,16 +82,16 @@ class BatchSource:
     check that architecture parameters step only on arch-validation batches."""
 
     def __init__(self) -> None:
-        self._origin: dict[int, str] = {}
         self.last_forward: str | None = None
         self.steps: list[tuple[str, str | None]] = []  # (what stepped, split of the last forward)
 
-    def tag(self, tensor: torch.Tensor, split: str) -> torch.Tensor:
-        self._origin[tensor.data_ptr()] = split
+    @staticmethod
+    def tag(tensor: torch.Tensor, split: str) -> torch.Tensor:
+        tensor.nasrec_split = split  # type: ignore[attr-defined]
         return tensor
 
     def saw(self, inputs: torch.Tensor) -> None:
-        self.last_forward = self._origin.get(inputs.data_ptr(), "untagged")
+        self.last_forward = getattr(inputs, "nasrec_split", "untagged")
 
     def record_step(self, what: str) -> None:
         self.steps.append((what, self.last_forward))
@@ -122,6 +122,9 @@ class SearchContext:
     _arch_inputs: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        if len(self.arch_valid.targets) == 0:
+            raise DataError("no arch-validation rows: every user is too short to hold one out of the training part "
+                            "(search needs users with at least 5 interactions)")
         inputs, targets = training_windows(self.search_train, self.max_len)
         self._train_loader = WindowLoader(inputs, targets, self.batch_size, seed=self.seed)
         self._arch_inputs = eval_inputs(self.arch_valid.inputs, self.max_len)
@@ -200,6 +203,14 @@ class Strategy(abc.ABC):
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         self.params = resolve_params(type(self), params or {})
+
+    def supernet_dims(self, dims: ModelDims) -> ModelDims:
+        """The supernet this strategy searches (EASRec adds data-aware gates); the space's by default."""
+        return dims
+
+    def progress_steps(self, ctx: SearchContext) -> int:
+        """How many times `search` calls `ctx.on_epoch` (search epochs unless the strategy counts otherwise)."""
+        return ctx.epochs
 
     def check_space(self, space: SearchSpace) -> None:
         """Raise ConfigError if this strategy cannot search `space` (called before any data is read)."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nasrec.arch import Arch, SearchSpace
+from nasrec.arch import GATE_HIDDEN, Arch, SearchSpace
 from nasrec.models.sasrec import (
     ElasticSASRec,
     attention_mask,
@@ -64,8 +64,9 @@ def check_mixable(space: SearchSpace) -> None:
 
 def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.Tensor, h: int, heads: int,
                    widths: tuple[int, ...], inner_w: torch.Tensor, attn_w: torch.Tensor,
-                   kinds: tuple[str, ...], mask: torch.Tensor | None) -> torch.Tensor:
+                   kinds: tuple[str, ...], mask: torch.Tensor | None, x0: torch.Tensor, n_gates: int) -> torch.Tensor:
     block = model.blocks[b]
+    gate1, gate2 = block.gate_values(x0, h, max(widths), n_gates)
 
     def attention(y: torch.Tensor) -> torch.Tensor:
         bsz, length, _ = y.shape
@@ -87,7 +88,10 @@ def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.T
         width_t = torch.tensor(widths, device=y.device)
         mask = (width_t[:, None] > torch.arange(widest, device=y.device)[None, :]).to(y.dtype)
         unit_weight = inner_w @ mask  # [widest]
-        return sliced_linear(block.dropout(act * unit_weight), block.fc2, h, widest)
+        if gate1 is not None:  # sliced gates: candidate w uses the first w gate units, as its slice does
+            act = act * gate1
+        out = sliced_linear(block.dropout(act * unit_weight), block.fc2, h, widest)
+        return out if gate2 is None else out * gate2
 
     if block.norm == "pre":
         x = x + block.dropout(attention(sliced_layer_norm(x, block.ln1, h)))
@@ -99,7 +103,7 @@ def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.T
 
 
 def mixture_states(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tensor, weights: ChoiceWeights,
-                   positions: torch.Tensor | None = None) -> torch.Tensor:
+                   positions: torch.Tensor | None = None, gates: int = 0) -> torch.Tensor:
     """Mixed final states in the widest embedding space, [N, E]: rows are `inputs` positions selected
     by the bool mask `positions` [B, L] (default: the last position of every row)."""
     e_max = model.dims.embedding
@@ -113,12 +117,13 @@ def mixture_states(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tenso
         e = space.embedding_widths(h)[0]
         arch = Arch(1, h, (1,), e, heads, space.attentions[0])  # only its widths are read by embed/score
         x, valid = model.embed(inputs, arch)
+        x0 = x
         mask = attention_mask(valid) if "softmax" in space.attentions else None
         widths = space.inner_widths(h)
         z = 0.0
         for b in range(max_depth):
             x = _block_mixture(model, b, x, valid, h, heads, widths, weights.inner[b], weights.attention,
-                               space.attentions, mask)
+                               space.attentions, mask, x0, gates)
             if (b + 1) in space.depths:
                 w_d = weights.depth[space.depths.index(b + 1)]
                 sel = x[:, -1] if positions is None else x[positions]
@@ -128,21 +133,22 @@ def mixture_states(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tenso
 
 
 def mixture_loss(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tensor, targets: torch.Tensor,
-                 weights: ChoiceWeights) -> torch.Tensor:
+                 weights: ChoiceWeights, gates: int = 0) -> torch.Tensor:
     """Next-item cross-entropy of the mixture at every valid position (weight steps on train windows)."""
     mask = targets > 0
-    z = mixture_states(model, space, inputs, weights, positions=mask)
+    z = mixture_states(model, space, inputs, weights, positions=mask, gates=gates)
     return full_softmax_cross_entropy(z, model.item_emb.weight[1:], targets[mask] - 1)
 
 
 def mixture_last_loss(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tensor, targets: torch.Tensor,
-                      weights: ChoiceWeights) -> torch.Tensor:
+                      weights: ChoiceWeights, gates: int = 0) -> torch.Tensor:
     """Cross-entropy of the next item after the last position (arch steps on arch-validation rows)."""
-    z = mixture_states(model, space, inputs, weights)
+    z = mixture_states(model, space, inputs, weights, gates=gates)
     return full_softmax_cross_entropy(z, model.item_emb.weight[1:], targets - 1)
 
 
-def expected_flops(space: SearchSpace, weights: ChoiceWeights, n_items: int, max_len: int) -> torch.Tensor:
+def expected_flops(space: SearchSpace, weights: ChoiceWeights, n_items: int, max_len: int,
+                   gates: int = 0) -> torch.Tensor:
     """E[FLOPs] of the arch drawn from independent categoricals with these weights - exact, since FLOPs
     are linear in each inner width, in the attention kind and in each block's presence given hidden."""
     from nasrec.cost import attention_flops
@@ -162,7 +168,11 @@ def expected_flops(space: SearchSpace, weights: ChoiceWeights, n_items: int, max
         for b in range(space.depths[-1]):
             present = weights.depth.double()[depths > b].sum()  # P(depth > b)
             e_inner = (weights.inner[b].double() * widths).sum()
-            per_pass = per_pass + present * (8 * n * h * h + e_attn + 4 * n * h * e_inner)
+            gate = 0.0
+            if gates:  # linear in the inner width too (see cost.gate_flops)
+                g = GATE_HIDDEN
+                gate = 2 * n * h * g + 2 * n * g * e_inner + (2 * n * g * h if gates == 2 else 0)
+            per_pass = per_pass + present * (8 * n * h * h + e_attn + 4 * n * h * e_inner + gate)
         head = 2 * e * n_items + ((2 * n * e * h + 2 * h * e) if e != h else 0)
         total = total + weights.hidden.double()[hi] * (per_pass + head)
     return total
@@ -180,7 +190,7 @@ def log_prob(space: SearchSpace, weights: ChoiceWeights, arch: Arch) -> float:
     return float(lp)
 
 
-def argmax_arch(space: SearchSpace, weights: ChoiceWeights) -> Arch:
+def argmax_arch(space: SearchSpace, weights: ChoiceWeights, gates: int = 0) -> Arch:
     """The arch of the largest weight in every choice (shared inner weights derive a uniform inner)."""
     h = space.hiddens[int(weights.hidden.argmax())]
     d = space.depths[int(weights.depth.argmax())]
@@ -190,4 +200,4 @@ def argmax_arch(space: SearchSpace, weights: ChoiceWeights) -> Arch:
     else:
         inner = (widths[int(weights.inner.sum(0).argmax())],) * d
     return Arch(d, h, inner, space.embedding_widths(h)[0], space.heads[0],
-                space.attentions[int(weights.attention.argmax())])
+                space.attentions[int(weights.attention.argmax())], gates)

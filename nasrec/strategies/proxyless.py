@@ -12,7 +12,8 @@ ProxylessNAS *two-path* estimator. Per choice with K >= 2 options:
 1. draw two distinct candidates {i, j} from softmax(alpha) (without replacement);
 2. renormalise their probabilities, p' = softmax(alpha_i, alpha_j);
 3. draw a binary gate among them from p': one is on (1), the other off (0);
-4. the gate enters the mixture as g = onehot + p' - p'.detach(): forward it is the binary gate, backward
+4. the gate enters the mixture as g = onehot + (p' - p'.detach()): forward it is exactly the binary gate
+   (the bracket is exactly 0; onehot + p' - p'.detach() can give 0.99999994), backward
    dL/dalpha_k = sum_m dL/dg_m * p'_m * (delta_km - p'_k) for k, m in {i, j} - the BinaryConnect-style
    gradient of ProxylessNAS. Candidates outside the pair get a constant 0 that does not require grad.
 
@@ -82,23 +83,29 @@ def sample_one_hot(probs: torch.Tensor) -> torch.Tensor:
     return _one_hot(probs.numel(), int(torch.multinomial(probs.detach(), 1)))
 
 
-def two_path_gate(logits: torch.Tensor, probs: torch.Tensor | None = None) -> tuple[torch.Tensor, list[int]]:
-    """ProxylessNAS's two-path binary gate over one choice: (gates [K], indices of the pair).
+def draw_pair(probs: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Two distinct candidates drawn from `probs` without replacement (sorted), and which of the two
+    is on, drawn from their renormalised probabilities. Global torch RNG."""
+    p = probs.detach().clamp_min(1e-12)
+    pair = torch.multinomial(p, 2, replacement=False).sort().values
+    on = int(torch.multinomial(p[pair] / p[pair].sum(), 1))
+    return pair, on
 
-    The pair is drawn from softmax(logits) (or `probs`) without replacement; the gate on the pair is
-    onehot + p' - p'.detach() with p' = softmax(logits[pair]) and the onehot drawn from p'. Entries off
-    the pair are exactly 0. A choice with one option gets the constant gate [1]."""
-    k = logits.numel()
-    if k == 1:
-        return torch.ones(1), [0]
-    p = torch.softmax(logits.detach(), -1) if probs is None else probs.detach()
-    pair = torch.multinomial(p.clamp_min(1e-12), 2, replacement=False)
-    pair = pair.sort().values  # a canonical order for the gate vector
+
+def pair_gate(logits: torch.Tensor, pair: torch.Tensor, on: int) -> torch.Tensor:
+    """Gates [K]: on the pair onehot + (p' - p'.detach()) with p' = softmax(logits[pair]) - exactly 0/1
+    forward (the bracket is exactly 0), the ProxylessNAS gradient backward; exactly 0 off the pair."""
     p_pair = torch.softmax(logits[pair], -1)
-    on = int(torch.multinomial(p_pair.detach(), 1))
-    gate_pair = _one_hot(2, on) + p_pair - p_pair.detach()
-    gates = torch.zeros(k).scatter(0, pair, gate_pair)
-    return gates, pair.tolist()
+    return torch.zeros(logits.numel()).scatter(0, pair, _one_hot(2, on) + (p_pair - p_pair.detach()))
+
+
+def two_path_gate(logits: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """ProxylessNAS's two-path binary gate over one choice: (gates [K], indices of the pair).
+    A choice with one option gets the constant gate [1]."""
+    if logits.numel() == 1:
+        return torch.ones(1), [0]
+    pair, on = draw_pair(torch.softmax(logits.detach(), -1))
+    return pair_gate(logits, pair, on), pair.tolist()
 
 
 @register_strategy
@@ -137,23 +144,13 @@ class Proxyless(DifferentiableStrategy):
         hidden, hidden_pair = two_path_gate(logits.hidden)
         depth, _ = two_path_gate(logits.depth)
         attention, attention_pair = two_path_gate(logits.attention)
-        if shared_inner:
-            # one pair and one binary choice for all blocks, drawn from the blocks' mean probabilities;
-            # each block's row gets its own p' so every row of alpha receives gradient
-            n = logits.inner.shape[1]
-            mean = probs.inner.mean(0)
-            if n == 1:
-                inner = torch.ones_like(probs.inner)
-            else:
-                pair = torch.multinomial(mean.detach().clamp_min(1e-12), 2, replacement=False).sort().values
-                on = int(torch.multinomial(torch.softmax(logits.inner.mean(0)[pair], -1).detach(), 1))
-                rows = []
-                for b in range(logits.inner.shape[0]):
-                    p_pair = torch.softmax(logits.inner[b][pair], -1)
-                    rows.append(torch.zeros(n).scatter(0, pair, _one_hot(2, on) + p_pair - p_pair.detach()))
-                inner = torch.stack(rows)
-        else:
+        if not shared_inner:
             inner = torch.stack([two_path_gate(row)[0] for row in logits.inner])
+        elif logits.inner.shape[1] == 1:
+            inner = torch.ones_like(probs.inner)
+        else:  # one pair and one gate for all blocks; each row's own p' carries its gradient
+            pair, on = draw_pair(probs.inner.mean(0))
+            inner = torch.stack([pair_gate(row, pair, on) for row in logits.inner])
         n_h, n_a = logits.hidden.numel(), logits.attention.numel()
         return ChoiceWeights(
             per_candidate(hidden, [k in hidden_pair for k in range(n_h)]),  # type: ignore[arg-type]

@@ -38,6 +38,9 @@ class RandomSearch(Strategy):
     )
     trains_supernet = False
 
+    def progress_steps(self, ctx: SearchContext) -> int:
+        return len(self.candidates(ctx))
+
     def check_space(self, space: SearchSpace) -> None:
         if len(space) > MAX_ENUMERATED_ARCHS:
             raise ConfigError(f"strategy 'random': space {space.name!r} has {len(space):,} archs, more than "

@@ -1,0 +1,61 @@
+"""Are exported slices really cheaper? Latency ratio of a space's max and min archs vs their FLOPs ratio.
+
+Both archs are exported from one supernet and timed in the same run, alternating, on this machine
+(median of repeats after warm-up, `score_last` on full-length sequences).
+
+    .venv/bin/python benchmarks/latency_ratio.py --space sasrec-ml1m --n-items 3416
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from nasrec import cost
+from nasrec.arch import get_space
+from nasrec.models import ElasticSASRec, ModelDims, export
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default="sasrec-ml1m")
+    parser.add_argument("--n-items", type=int, default=3416)
+    parser.add_argument("--max-len", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default="benchmarks/out/latency_ratio.json")
+    args = parser.parse_args()
+
+    space = get_space(args.space)
+    max_len = args.max_len or space.supernet.max_len
+    torch.manual_seed(0)
+    supernet = ElasticSASRec(ModelDims.for_space(space, args.n_items, max_len))
+    rows = {}
+    for attention in space.attentions:
+        pair = {"max": space.max_arch(attention), "min": space.min_arch(attention)}
+        models = {k: export(supernet, a).eval() for k, a in pair.items()}
+        for batch in (1, 256):
+            times: dict[str, list[float]] = {"max": [], "min": []}
+            for _ in range(args.rounds):  # alternate so drifts in machine load hit both alike
+                for k, m in models.items():
+                    times[k].append(cost.latency_ms(m, batch, max_len=max_len, repeats=5 if batch > 1 else 20))
+            lat = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+            flops = {k: cost.flops(a, args.n_items, max_len) for k, a in pair.items()}
+            latency_ratio, flops_ratio = lat["max"] / lat["min"], flops["max"] / flops["min"]
+            rows[f"{attention}/batch_{batch}"] = {
+                "max_arch": pair["max"].label, "min_arch": pair["min"].label,
+                "latency_ms": lat, "flops": flops, "latency_ratio": latency_ratio, "flops_ratio": flops_ratio,
+                "latency_over_flops_ratio": latency_ratio / flops_ratio,
+                "within_1.5x": 1 / 1.5 <= latency_ratio / flops_ratio <= 1.5,
+            }
+    report = {"space": space.name, "n_items": args.n_items, "max_len": max_len, "threads": torch.get_num_threads(),
+              "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

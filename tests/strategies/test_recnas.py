@@ -1,0 +1,220 @@
+"""The `recnas` strategy: annealed temperature, progressive pruning, hard FLOPs budget, resume."""
+
+from __future__ import annotations
+
+import json
+import random
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from nasrec import cost
+from nasrec.api import DataOptions
+from nasrec.arch import get_space
+from nasrec.data import SyntheticConfig, generate_synthetic, leave_one_out
+from nasrec.errors import ConfigError
+from nasrec.models import ElasticSASRec, ModelDims
+from nasrec.search import SearchConfig, run_search
+from nasrec.strategies._differentiable import ArchLogits
+from nasrec.strategies.base import SearchContext, create_strategy
+from nasrec.strategies.mixture import argmax_arch, mixture_last_loss
+from nasrec.strategies.recnas import RecNAS
+
+MAX_LEN = 20
+STEPS = {("arch", "arch_valid"), ("weights", "search_train")}
+SYNTH = SyntheticConfig(n_users=200, n_items=80, mean_len=12)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models on a shared CPU: one torch thread is many times faster than several."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return generate_synthetic(SYNTH)
+
+
+@pytest.fixture(scope="module")
+def splits(data):
+    return leave_one_out(data, seed=0)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("tiny")
+
+
+def budget_at(space, n_items: int, fraction: float, max_len: int = MAX_LEN) -> float:
+    rng = cost.flops_range(space, n_items, max_len)
+    return rng.min_flops + fraction * (rng.max_flops - rng.min_flops)
+
+
+def make_ctx(splits, space, *, epochs: int = 2, seed: int = 0, fraction: float = 0.15, **kw: Any) -> SearchContext:
+    n_items = splits.data.n_items
+    torch.manual_seed(seed)
+    supernet = ElasticSASRec(ModelDims.for_space(space, n_items, MAX_LEN))
+    return SearchContext(supernet=supernet, space=space, search_train=splits.search_train,
+                         arch_valid=splits.arch_valid, n_items=n_items, max_len=MAX_LEN,
+                         budget_flops=budget_at(space, n_items, fraction), epochs=epochs, batch_size=64, lr=1e-3,
+                         seed=seed, flops=lambda a: cost.flops(a, n_items, MAX_LEN), **kw)
+
+
+def bare_recnas(space, params: dict[str, Any] | None = None, epochs: int = 3) -> RecNAS:
+    """A RecNAS set up for `space` as `search` would, without running the loop."""
+    s = RecNAS(params)
+    s._space, s._epochs = space, epochs
+    s._temperature = s.temperature(0)
+    s._init_masks(space)
+    return s
+
+
+def test_declared_hyperparameters():
+    s = create_strategy("recnas")
+    assert isinstance(s, RecNAS)
+    assert s.params["temperature_start"] == 5.0 and s.params["temperature_end"] == 0.1
+    assert s.params["prune_every"] == 1 and s.params["prune_threshold"] == 0.05
+    with pytest.raises(ConfigError, match="prune_threshold"):
+        create_strategy("recnas", {"prune_threshold": 0.6})
+
+
+def test_pruned_candidates_weigh_exactly_zero_and_cost_nothing(splits, space, monkeypatch):
+    s = bare_recnas(space)
+    s._set_pruned(("hidden", None), 0)  # hidden 32
+    s._set_pruned(("inner", 1), 1)  # block 2: inner 32
+    logits = ArchLogits(space)
+    with torch.no_grad():
+        for p in logits.parameters():
+            p.normal_()
+    w = s.relax(logits, 0, arch_step=False)
+    assert w.hidden[0].item() == 0.0 and w.inner[1, 1].item() == 0.0
+    assert torch.allclose(w.hidden.sum(), torch.tensor(1.0)) and w.hidden[1] == 1.0
+    # arch step: the pruned width is a constant 0 without grad, so the mixture skips it
+    ctx = make_ctx(splits, space)
+    widths = []
+    embed = ctx.supernet.embed
+    monkeypatch.setattr(ctx.supernet, "embed", lambda x, arch: widths.append(arch.hidden) or embed(x, arch))
+    weights = s.relax(logits, 1, arch_step=True)
+    assert weights.hidden[0].item() == 0.0 and not weights.hidden[0].requires_grad
+    x, y = next(ctx.arch_batches(0))
+    mixture_last_loss(ctx.supernet, space, x, y, weights).backward()
+    assert widths == [16]
+    assert logits.attention.grad.abs().sum() > 0 and logits.depth.grad.abs().sum() > 0
+    assert argmax_arch(space, s.final_weights(logits)).hidden == 16
+
+
+def test_temperature_anneals_and_pruned_candidates_stay_pruned(splits, space):
+    params = {"warmup_epochs": 0, "arch_lr": 0.05, "prune_threshold": 0.45, "temperature_start": 4.0,
+              "temperature_end": 0.04}
+    ctx = make_ctx(splits, space, epochs=3, fraction=1.0)  # the budget constrains nothing here
+    strategy = create_strategy("recnas", params)
+    result = strategy.search(ctx)
+    assert set(ctx.source.steps) == STEPS
+    temps = [row["temperature"] for row in result.trace]
+    assert temps == pytest.approx([4.0, 0.4, 0.04])
+    assert temps[0] > temps[1] > temps[2]
+
+    events = [(row["epoch"], e) for row in result.trace for e in row["pruned"]]
+    assert events and all(e["reason"] == "weak" and e["weight"] < 0.45 for _, e in events)
+    for epoch, e in events:
+        for row in result.trace[epoch - 1:]:  # from the round that pruned it on
+            if e["choice"] == "inner":
+                mask, weight = (row[k]["inner"][e["block"] - 1][str(e["option"])] for k in ("masks", "weights"))
+            else:
+                mask, weight = (row[k][e["choice"]][str(e["option"])] for k in ("masks", "weights"))
+            assert mask is False and weight == 0.0
+    per_round = {}
+    for epoch, e in events:  # at most one per choice per round
+        key = (epoch, e["choice"], e.get("block"))
+        assert key not in per_round
+        per_round[key] = e
+    # the derived arch is made of survivors only
+    masks = result.trace[-1]["masks"]
+    assert masks["hidden"][str(result.arch.hidden)] and masks["depth"][str(result.arch.depth)]
+    assert masks["attention"][result.arch.attention]
+    assert all(masks["inner"][b][str(w)] for b, w in enumerate(result.arch.inner))
+    assert strategy.strategy_state()["temperature"] == pytest.approx(0.04)
+
+
+@pytest.mark.parametrize("space_name", ["tiny", "sasrec-ml1m"])
+def test_budget_rule_meets_any_feasible_budget(space_name):
+    space = get_space(space_name)
+    rnd = random.Random(0)
+    for trial in range(12):
+        max_len, n_items = rnd.choice([8, 16, 20, 64]), rnd.choice([50, 2000])
+        ctx = SimpleNamespace(space=space, budget_flops=budget_at(space, n_items, rnd.random(), max_len),
+                              flops=lambda a, n=n_items, m=max_len: cost.flops(a, n, m))
+        s = bare_recnas(space, {"prune_threshold": rnd.choice([0.0, 0.3])})
+        s._temperature = rnd.choice([2.0, 0.1])
+        torch.manual_seed(trial)
+        logits = ArchLogits(space)
+        with torch.no_grad():
+            for p in logits.parameters():
+                p.normal_(0.0, 2.0)
+            events = s._prune_weak(ctx, logits) + s._prune_to_budget(ctx, logits)
+            arch = argmax_arch(space, s.final_weights(logits))
+        assert ctx.flops(arch) <= ctx.budget_flops, (trial, arch.label, events)
+        assert all(e["reason"] in {"weak", "budget"} for e in events)
+        for choice in s._choices():
+            assert s._alive(choice)  # never empties a choice
+    # the cheapest surviving arch is exact (brute force over the survivors)
+    s = bare_recnas(get_space("tiny"))
+    s._set_pruned(("depth", None), 0)
+    s._set_pruned(("attention", None), 1)
+    s._set_pruned(("inner", 0), 1)
+    tiny = get_space("tiny")
+    ctx = SimpleNamespace(space=tiny, flops=lambda a: cost.flops(a, 80, MAX_LEN))
+    survivors = [a for a in tiny if a.depth == 2 and a.attention == "softmax" and a.inner[0] == 64]
+    assert s._cheapest_flops(ctx) == min(ctx.flops(a) for a in survivors)
+
+
+def test_derived_arch_is_within_budget_without_projection(tmp_path):
+    # the pipeline's sampled test protocols need 100 negatives per user: more items than SYNTH
+    data = generate_synthetic(SyntheticConfig(n_users=200, n_items=160, mean_len=12))
+    path = tmp_path / "interactions.txt"
+    path.write_text("".join(f"{u} {i}\n" for u, seq in enumerate(data.sequences, 1) for i in seq))
+    space = get_space("tiny")
+    budget = 2.0e5
+    rng = cost.flops_range(space, data.n_items, MAX_LEN)
+    assert rng.min_flops < budget < rng.max_flops
+    uniform_argmax = argmax_arch(space, ArchLogits(space).softmax())
+    assert cost.flops(uniform_argmax, data.n_items, MAX_LEN) > budget
+    # warm-up over the whole search: the weights stay uniform, whose argmax (hidden 32) is over budget,
+    # so the hard budget has to prune
+    config = SearchConfig(strategy="recnas", budget_flops=budget, space="tiny", params={"warmup_epochs": 1},
+                          search_epochs=1, retrain_epochs=1, batch_size=64)
+    result = run_search(DataOptions(source=str(path)), config, tmp_path / "out")
+    assert result["projected"] is False
+    assert result["flops"] <= budget and result["projection"]["derived_flops"] <= budget
+    epochs = json.loads((tmp_path / "out" / "trace.json").read_text())["epochs"]
+    assert any(e["reason"] == "budget" for e in epochs[-1]["pruned"])
+    assert epochs[-1]["argmax_flops"] <= budget
+
+
+def test_resume_mid_search_matches_an_uninterrupted_run(splits, space, tmp_path):
+    params = {"warmup_epochs": 0, "arch_lr": 0.05, "prune_threshold": 0.45, "temperature_start": 0.2,
+              "temperature_end": 0.05}
+    full = create_strategy("recnas", params).search(make_ctx(splits, space, epochs=3,
+                                                             checkpoint=tmp_path / "a.pt"))
+    assert full.trace[0]["pruned"]  # masks changed before the interruption: the checkpoint must hold them
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(epoch: int, row: dict[str, Any]) -> None:
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        create_strategy("recnas", params).search(make_ctx(splits, space, epochs=3, checkpoint=tmp_path / "b.pt",
+                                                          on_epoch=stop_after_first))
+    resumed = create_strategy("recnas", params).search(make_ctx(splits, space, epochs=3,
+                                                                checkpoint=tmp_path / "b.pt", resume=True))
+    assert resumed.arch == full.arch
+    assert resumed.trace == full.trace
