@@ -28,24 +28,29 @@ pid=$!
 printf 'epoch\tcpu_seconds_since_process_start\twall_seconds_since_process_start\tloadavg_1min\n' >"$tsv"
 seen=0
 cpu=0
-while kill -0 "$pid" 2>/dev/null; do
-    if stat=$(cat "/proc/$pid/stat" 2>/dev/null); then
-        fields=(${stat##*) })  # after "(comm) ": fields[11], fields[12] = utime, stime
-        cpu=$(( fields[11] + fields[12] ))
-    fi
+record() {  # append the epoch lines that appeared since the last call
+    local n now
     n=$(grep -c '^epoch [0-9]*:' "$log" 2>/dev/null || true)
     while (( n > seen )); do
         seen=$((seen + 1))
         now=$(date +%s.%N)
-        printf '%d\t%s\t%s\t%s\n' "$seen" "$(echo "scale=2; $cpu / $tick" | bc)" \
-            "$(echo "$now - $start" | bc)" "$(cut -d' ' -f1 /proc/loadavg)" >>"$tsv"
+        printf '%d\t%.2f\t%.2f\t%s\n' "$seen" "$(echo "$cpu / $tick" | bc -l)" "$(echo "$now - $start" | bc -l)" \
+            "$(cut -d' ' -f1 /proc/loadavg)" >>"$tsv"
     done
+}
+while kill -0 "$pid" 2>/dev/null; do
+    if stat=$(cat "/proc/$pid/stat" 2>/dev/null); then
+        fields=(${stat##*) })  # after "(comm) ": fields[11], fields[12] = utime, stime (clock ticks)
+        cpu=$(( fields[11] + fields[12] ))
+    fi
+    record
     sleep 0.2
 done
 rc=0
 wait "$pid" || rc=$?
+record  # epochs logged in the last 0.2 s (CPU: the last reading)
 end=$(date +%s.%N)
-printf '{"command_wall_seconds": %s, "process_cpu_seconds": %s}\n' "$(echo "$end - $start" | bc)" \
-    "$(echo "scale=2; $cpu / $tick" | bc)" >"$out/process.json"
+printf '{"command_wall_seconds": %.2f, "process_cpu_seconds": %.2f, "exit_code": %d}\n' \
+    "$(echo "$end - $start" | bc -l)" "$(echo "$cpu / $tick" | bc -l)" "$rc" >"$out/process.json"
 tail -n 25 "$log"
 exit "$rc"

@@ -9,12 +9,14 @@ training part) with the supernet fixed. A subclass says how logits become mixtur
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
 from nasrec.arch import Arch, SearchSpace
+from nasrec.models.sasrec import ModelDims
 from nasrec.strategies.base import HyperParam, SearchContext, SearchResult, Strategy
 from nasrec.strategies.mixture import (
     ChoiceWeights,
@@ -73,6 +75,17 @@ class DifferentiableStrategy(Strategy):
     hyperparams: ClassVar[tuple[HyperParam, ...]] = COMMON_PARAMS
 
     # -- hooks -----------------------------------------------------------------------------------
+    def n_gates(self) -> int:
+        """Data-aware FFN gates the supernet carries and derived archs keep (EASRec); none by default."""
+        return 0
+
+    def supernet_dims(self, dims: ModelDims) -> ModelDims:
+        return replace(dims, gates=self.n_gates())
+
+    def should_stop(self, trace: list[dict[str, Any]]) -> bool:
+        """Early stopping of the search, read after every epoch (never by default)."""
+        return False
+
     def relax(self, logits: ArchLogits, epoch: int, *, arch_step: bool) -> ChoiceWeights:
         """Mixture weights for one step (DARTS: plain softmax)."""
         return logits.softmax()
@@ -126,7 +139,7 @@ class DifferentiableStrategy(Strategy):
                     fixed = self.relax(logits, epoch, arch_step=False)
                 fixed = ChoiceWeights(*(t.detach() for t in (fixed.hidden, fixed.inner, fixed.depth,
                                                              fixed.attention)))
-                loss = mixture_loss(model, space, x, y, fixed)
+                loss = mixture_loss(model, space, x, y, fixed, gates=self.n_gates())
                 self._check_finite(loss, epoch, step, "weight")
                 w_opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -136,7 +149,7 @@ class DifferentiableStrategy(Strategy):
                 if epoch >= self.params["warmup_epochs"] and step % self.params["arch_every"] == 0:
                     xa, ya = next(arch_batches)
                     weights = self.relax(logits, epoch, arch_step=True)
-                    a_loss = mixture_last_loss(model, space, xa, ya, weights)
+                    a_loss = mixture_last_loss(model, space, xa, ya, weights, gates=self.n_gates())
                     extra = self.resource_loss(ctx, weights)
                     total = a_loss if extra is None else a_loss + extra
                     self._check_finite(total, epoch, step, "architecture")
@@ -154,8 +167,8 @@ class DifferentiableStrategy(Strategy):
                 "weight_loss": _mean(w_losses),
                 "arch_loss": _mean(a_losses),
                 "weights": weights_snapshot(space, final),
-                "expected_flops": float(expected_flops(space, final, ctx.n_items, ctx.max_len)),
-                "argmax": argmax_arch(space, final).to_dict(),
+                "expected_flops": float(expected_flops(space, final, ctx.n_items, ctx.max_len, self.n_gates())),
+                "argmax": argmax_arch(space, final, self.n_gates()).to_dict(),
             }
             row.update(self.end_epoch(ctx, logits, epoch))
             trace.append(row)
@@ -164,6 +177,8 @@ class DifferentiableStrategy(Strategy):
                                        "own": self.strategy_state()})
             if ctx.on_epoch is not None:
                 ctx.on_epoch(epoch + 1, row)
+            if self.should_stop(trace):
+                break
 
         final = self.final_weights(logits)
         with torch.no_grad():
@@ -173,7 +188,7 @@ class DifferentiableStrategy(Strategy):
                             preference=lambda arch: log_prob(space, frozen, arch), trace=trace)
 
     def derive(self, ctx: SearchContext, weights: ChoiceWeights) -> Arch:
-        return argmax_arch(ctx.space, weights)
+        return argmax_arch(ctx.space, weights, self.n_gates())
 
     @staticmethod
     def _check_finite(loss: torch.Tensor, epoch: int, step: int, what: str) -> None:

@@ -3,8 +3,10 @@
 Weight step (search-train windows, every step): ONE arch is sampled - a one-hot per choice drawn from
 softmax(alpha) - and handed to the mixture without grad. A hidden width or attention kind whose weight
 is exactly 0 and does not require grad is skipped by the mixture, and the FFN mask of a one-hot inner
-weight is exactly the sliced FFN, so the step trains only the sampled slice. During the warm-up alpha is
-0, so paths are sampled uniformly.
+weight is exactly the sliced FFN, so the step computes and trains only the sampled slice - except that
+the mixture runs every block up to the space's deepest depth (blocks past the sampled depth get weight
+0, hence zero gradient, but cost their FLOPs) and the FFN matmul at the widest inner width (masked).
+During the warm-up alpha is 0, so paths are sampled uniformly.
 
 Arch step (arch-validation rows, after the warm-up; the bilevel loop of `_differentiable`): the
 ProxylessNAS *two-path* estimator. Per choice with K >= 2 options:
@@ -42,6 +44,7 @@ Resource term (arch step), on the exact expected FLOPs E[F] of the categorical s
 - `multiplicative`: CE + beta * log(E[F] / B), the log of the multiplicative factor (E[F]/B)^beta
   (`log_flops_ratio`); beta is this form's weight, `lam` is not used. The hook adds to CE and does not
   see it, so the exact product CE * (E[F]/B)^beta (whose resource gradient is scaled by CE) is not formed.
+  (The ProxylessNAS code's `mul#log` is CE * (log E / log B)^beta, a milder factor again.)
 
 Derive: the argmax of every choice.
 """
