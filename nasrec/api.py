@@ -74,7 +74,8 @@ def test_report(model: ElasticSASRec, arch: Arch, splits: Splits, max_len: int, 
 def check_sampled_protocols(splits: Splits, negatives: int = 100) -> None:
     """uni100/pop100 need 100 items outside each user's history; say so before training, not after."""
     n_items = splits.data.n_items
-    fewest = min(n_items - len(set(h.tolist()) | {int(t)}) for h, t in zip(splits.test.inputs, splits.test.targets, strict=True))
+    rows = zip(splits.test.inputs, splits.test.targets, strict=True)
+    fewest = min(n_items - len(set(h.tolist()) | {int(t)}) for h, t in rows)
     if fewest < negatives:
         raise ConfigError(f"data {splits.data.name!r}: the sampled protocols need {negatives} negatives outside a "
                           f"user's history, but some user leaves only {fewest} of {n_items} items")

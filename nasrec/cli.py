@@ -136,6 +136,7 @@ def search(
     seed: int = 0,
     retrain_from_scratch: bool = False,
     exclude_history: bool = False,
+    all_windows: Annotated[bool, typer.Option(help="Use every max_len window of long histories.")] = True,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Strategy hyper-parameter key=value.")] = None,
     threads: Annotated[int | None, typer.Option(min=1)] = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/search"),
@@ -151,7 +152,8 @@ def search(
     config = SearchConfig(strategy=strategy, budget_flops=budget_flops, space=space,
                           params=_parse_sets(set_ or []), max_len=max_len, search_epochs=search_epochs,
                           retrain_epochs=retrain_epochs, batch_size=batch_size, lr=lr, patience=patience,
-                          seed=seed, retrain_from_scratch=retrain_from_scratch, exclude_history=exclude_history)
+                          seed=seed, retrain_from_scratch=retrain_from_scratch, exclude_history=exclude_history,
+                          all_windows=all_windows)
     with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.description}"), console=console) as progress:
         tasks: dict[str, Any] = {}

@@ -55,6 +55,7 @@ class SearchConfig:
     seed: int = 0
     retrain_from_scratch: bool = False
     exclude_history: bool = False
+    all_windows: bool = True  # long histories contribute every max_len window (search and retrain)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,7 +170,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
                             budget_flops=config.budget_flops, epochs=config.search_epochs,
                             batch_size=config.batch_size, lr=config.lr, seed=config.seed, flops=flops,
                             checkpoint=out / "search_checkpoint.pt", on_epoch=on_search_epoch,
-                            resume=resume)
+                            resume=resume, all_windows=config.all_windows)
         notify("search", {"strategy": strategy.name, "params": strategy.params, "steps": strategy.progress_steps(ctx)})
         start = time.perf_counter()
         result: SearchResult = strategy.search(ctx)
@@ -191,7 +192,8 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
     notify("derived", {"arch": chosen, "projection": projection, "flops": flops(chosen)})
 
     train_config = TrainConfig(epochs=config.retrain_epochs, batch_size=config.batch_size, lr=config.lr,
-                               patience=config.patience, seed=config.seed, exclude_history=config.exclude_history)
+                               patience=config.patience, seed=config.seed, exclude_history=config.exclude_history,
+                               all_windows=config.all_windows)
     inherit = strategy.trains_supernet and not config.retrain_from_scratch
     if inherit:
         model = export(supernet, chosen)

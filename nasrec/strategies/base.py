@@ -117,6 +117,7 @@ class SearchContext:
     checkpoint: Path | None = None
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None
     resume: bool = False
+    all_windows: bool = True
     source: BatchSource = field(default_factory=BatchSource)
     _train_loader: WindowLoader | None = None
     _arch_inputs: torch.Tensor | None = None
@@ -125,7 +126,7 @@ class SearchContext:
         if len(self.arch_valid.targets) == 0:
             raise DataError("no arch-validation rows: every user is too short to hold one out of the training part "
                             "(search needs users with at least 5 interactions)")
-        inputs, targets = training_windows(self.search_train, self.max_len)
+        inputs, targets = training_windows(self.search_train, self.max_len, all_windows=self.all_windows)
         self._train_loader = WindowLoader(inputs, targets, self.batch_size, seed=self.seed)
         self._arch_inputs = eval_inputs(self.arch_valid.inputs, self.max_len)
         self.supernet.input_observer = self.source.saw

@@ -141,14 +141,14 @@ class RecNAS(DifferentiableStrategy):
                 events += self._prune_to_budget(ctx, logits)
         with torch.no_grad():
             w = self.final_weights(logits)
-            arch = argmax_arch(ctx.space, w)
+            arch = argmax_arch(ctx.space, w, self.n_gates())
             return {  # the weights / expected FLOPs / argmax of the row are replaced by the pruned ones
                 "temperature": self._temperature,
                 "pruning_round": self.is_pruning_round(epoch),
                 "pruned": events,
                 "masks": self.masks_snapshot(),
                 "weights": weights_snapshot(ctx.space, w),
-                "expected_flops": float(expected_flops(ctx.space, w, ctx.n_items, ctx.max_len)),
+                "expected_flops": float(expected_flops(ctx.space, w, ctx.n_items, ctx.max_len, self.n_gates())),
                 "argmax": arch.to_dict(),
                 "argmax_flops": ctx.flops(arch),
                 "cheapest_surviving_flops": self._cheapest_flops(ctx),
@@ -231,7 +231,7 @@ class RecNAS(DifferentiableStrategy):
         else:
             inner = (widths[sel[("inner", None)]],) * d
         return Arch(d, h, inner, space.embedding_widths(h)[0], space.heads[0],
-                    space.attentions[sel[("attention", None)]])
+                    space.attentions[sel[("attention", None)]], gates=self.n_gates())
 
     def _cheapest_flops(self, ctx: SearchContext) -> float:
         """FLOPs of the cheapest arch built from surviving candidates (exact; see the module doc)."""
@@ -247,7 +247,8 @@ class RecNAS(DifferentiableStrategy):
                 else:
                     inner = (min(widths[k] for k in self._alive(("inner", None))),) * d
                 for ai in self._alive(("attention", None)):
-                    arch = Arch(d, h, inner, space.embedding_widths(h)[0], space.heads[0], space.attentions[ai])
+                    arch = Arch(d, h, inner, space.embedding_widths(h)[0], space.heads[0], space.attentions[ai],
+                                gates=self.n_gates())
                     best = min(best, float(ctx.flops(arch)))
         return best
 
