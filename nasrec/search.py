@@ -10,6 +10,7 @@ continues from the last one (and from the last epoch inside the search and the r
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -70,8 +71,8 @@ class BudgetCheck:
 
 def check_budget(space: SearchSpace, budget: float, n_items: int, max_len: int) -> BudgetCheck:
     """Fail before any training if no arch fits; note when the budget constrains nothing."""
-    if not budget > 0:
-        raise ConfigError(f"--budget-flops must be positive, got {budget:g}")
+    if not (budget > 0 and math.isfinite(budget)):
+        raise ConfigError(f"--budget-flops must be a positive finite number, got {budget:g}")
     rng = cost_mod.flops_range(space, n_items, max_len)
     if budget < rng.min_flops:
         raise ConfigError(f"--budget-flops {budget:.4g} is below the smallest arch of space {space.name!r}: "

@@ -59,7 +59,8 @@ def recbole_run(path: Path) -> dict:
              "cpu": h.get("cumulative_cpu_seconds"), "load": h.get("loadavg_1min")} for h in r["train"]["history"]]
     train = r["train"]
     return {"label": f"RecBole {r['versions']['recbole']} SASRec", "history": hist, "status": r["status"],
-            "epochs": len(hist), "best_epoch": train.get("best_epoch"),
+            "epochs": len(hist),
+            "best_epoch": train.get("best_epoch") or max(hist, key=lambda h: h["valid_ndcg@10"])["epoch"],
             "total": train.get("seconds", hist[-1]["cum"] if hist else 0.0),
             "total_cpu": train.get("cpu_seconds", hist[-1]["cpu"] if hist else None),
             "test": r.get("metrics", {}).get("test"), "stopped_by": train.get("stopped_by", "(still running)"),
@@ -69,18 +70,20 @@ def recbole_run(path: Path) -> dict:
 def nasrec_run(path: Path, label: str) -> dict:
     r = json.loads(path.read_text())
     cum, hist = 0.0, []
-    cpu_by_epoch: dict[int, float] = {}
+    sampled: dict[int, dict] = {}
     tsv = path.parent / "epochs.tsv"
     if tsv.is_file():
         with tsv.open() as f:
-            for row in csv.DictReader(f, delimiter="\t"):
-                cpu_by_epoch[int(row["epoch"])] = float(row["cpu_seconds_since_process_start"])
+            sampled = {int(row["epoch"]): row for row in csv.DictReader(f, delimiter="\t")}
     for h in r["train"]["history"]:
         cum += h["seconds"]
+        s = sampled.get(h["epoch"], {})
         hist.append({"epoch": h["epoch"], "valid_ndcg@10": h["valid_ndcg@10"], "cum": cum,
-                     "cpu": cpu_by_epoch.get(h["epoch"]), "load": None})
-    process = path.parent / "process.json"
-    total_cpu = json.loads(process.read_text())["process_cpu_seconds"] if process.is_file() else None
+                     "cpu": float(s["cpu_seconds_since_process_start"]) if s else None,
+                     "load": float(s["loadavg_1min"]) if s else None})
+    # CPU at the end of the last epoch (the process's total also holds the test evaluation and the
+    # latency measurement that `nasrec train` runs after training).
+    total_cpu = hist[-1]["cpu"] if hist and hist[-1]["cpu"] is not None else None
     return {"label": label, "history": hist, "status": "done", "epochs": r["train"]["epochs_run"],
             "best_epoch": r["train"]["best_epoch"], "total": r["train"]["seconds"], "total_cpu": total_cpu,
             "test": r["metrics"]["test"]["full"], "exclude_history": r["metrics"]["exclude_history"],
@@ -105,7 +108,7 @@ def cpu_row(run: dict, target: float) -> list[str]:
     loads = [h["load"] for h in run["history"] if h.get("load") is not None]
     return [run["label"], "never reached" if hit is None else fmt_s(to_target) if to_target is not None else "n/a",
             fmt_s(run["total_cpu"]) if run["total_cpu"] is not None else "n/a",
-            f"{sum(loads) / len(loads):.1f}" if loads else "see epochs.tsv"]
+            f"{sum(loads) / len(loads):.1f}" if loads else "n/a"]
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

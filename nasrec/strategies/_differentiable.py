@@ -208,5 +208,6 @@ def relative_flops_penalty(expected: torch.Tensor, budget: float) -> torch.Tenso
 
 
 def log_flops_ratio(expected: torch.Tensor, budget: float) -> torch.Tensor:
-    """log(E[F] / B), the multiplicative form's log: CE * (F/B)^beta  ->  CE + beta * log(F/B)."""
+    """log(E[F] / B). Proxyless's multiplicative form is used as CE + beta * log(E[F] / B): the same
+    pull towards the budget on a log scale, added to (not multiplied with) the task loss."""
     return torch.log(expected / budget) if math.isfinite(budget) else expected * 0

@@ -75,14 +75,15 @@ def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.T
                    for lin in (block.q, block.k, block.v))
         out = 0.0
         for w, kind in zip(attn_w, kinds, strict=True):
-            if w.requires_grad or w.item() != 0.0:
+            if _active(w):
                 fn = softmax_attention if kind == "softmax" else linear_attention
                 out = out + w * fn(q, k, v, valid, mask)
         out = out.transpose(1, 2).reshape(bsz, length, h)  # type: ignore[union-attr]
         return sliced_linear(out, block.o, h, h)
 
     def ffn(y: torch.Tensor) -> torch.Tensor:
-        widest = max(widths)
+        # run the FFN only as wide as the widest candidate that still carries weight (or gradient)
+        widest = max(w for w, p in zip(widths, inner_w, strict=True) if _active(p))
         act = F.gelu(sliced_linear(y, block.fc1, widest, h))
         # unit j survives in every candidate wider than j: mask_j = sum of their weights
         width_t = torch.tensor(widths, device=y.device)
@@ -102,17 +103,21 @@ def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.T
     return x * valid.unsqueeze(-1)
 
 
+def _active(weight: torch.Tensor) -> bool:
+    """Whether a candidate must run: it has weight, or its weight needs a gradient."""
+    return weight.requires_grad or weight.item() != 0.0
+
+
 def mixture_states(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tensor, weights: ChoiceWeights,
                    positions: torch.Tensor | None = None, gates: int = 0) -> torch.Tensor:
     """Mixed final states in the widest embedding space, [N, E]: rows are `inputs` positions selected
     by the bool mask `positions` [B, L] (default: the last position of every row)."""
     e_max = model.dims.embedding
     heads = space.heads[0]
-    max_depth = space.depths[-1]
     mixed = 0.0
     for hi, h in enumerate(space.hiddens):
         w_h = weights.hidden[hi]
-        if not w_h.requires_grad and w_h.item() == 0.0:
+        if not _active(w_h):
             continue  # a pruned or unsampled width costs nothing
         e = space.embedding_widths(h)[0]
         arch = Arch(1, h, (1,), e, heads, space.attentions[0])  # only its widths are read by embed/score
@@ -121,7 +126,8 @@ def mixture_states(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tenso
         mask = attention_mask(valid) if "softmax" in space.attentions else None
         widths = space.inner_widths(h)
         z = 0.0
-        for b in range(max_depth):
+        deepest = max(d for d, p in zip(space.depths, weights.depth, strict=True) if _active(p))
+        for b in range(deepest):  # blocks below every depth with weight are never computed
             x = _block_mixture(model, b, x, valid, h, heads, widths, weights.inner[b], weights.attention,
                                space.attentions, mask, x0, gates)
             if (b + 1) in space.depths:

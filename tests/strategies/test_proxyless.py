@@ -170,7 +170,7 @@ def test_steps_run_only_the_sampled_paths(splits, three_hidden, monkeypatch):
     logits = ArchLogits(three_hidden)
     torch.manual_seed(0)
     x, y = next(ctx.train_batches(0))
-    for _ in range(4):  # weight step: one hidden pass, one attention kind per block
+    for _ in range(4):  # weight step: one hidden pass, one attention kind, only the sampled depth's blocks
         seen["hidden"].clear()
         seen["attention"].clear()
         with torch.no_grad():
@@ -179,7 +179,8 @@ def test_steps_run_only_the_sampled_paths(splits, three_hidden, monkeypatch):
                    for t in (fixed.hidden, fixed.depth, fixed.attention))
         mixture_loss(ctx.supernet, three_hidden, x, y, fixed).backward()
         assert len(seen["hidden"]) == 1
-        assert len(seen["attention"]) == three_hidden.depths[-1] and len(set(seen["attention"])) == 1
+        depth = three_hidden.depths[int(fixed.depth.argmax())]
+        assert len(seen["attention"]) == depth and len(set(seen["attention"])) == 1
     xa, ya = arch_batch(ctx)
     for _ in range(4):  # arch step: the pair of hidden widths, not all three
         seen["hidden"].clear()
