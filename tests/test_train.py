@@ -17,7 +17,8 @@ from nasrec.train import TrainConfig, TrainingDiverged, train_arch
 def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = generate_synthetic(SyntheticConfig(n_users=150, n_items=160, mean_len=12, seed=3))
     path = tmp_path_factory.mktemp("data") / "tiny.txt"
-    lines = [" ".join([u, *(data.item_ids[i - 1] for i in seq)]) for u, seq in zip(data.user_ids, data.sequences, strict=True)]
+    pairs = zip(data.user_ids, data.sequences, strict=True)
+    lines = [" ".join([u, *(data.item_ids[i - 1] for i in seq)]) for u, seq in pairs]
     path.write_text("\n".join(lines) + "\n")
     return path
 

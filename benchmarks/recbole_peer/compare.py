@@ -170,6 +170,9 @@ def main() -> None:
     out.append("CPU time (one compute thread per run; less sensitive to the other jobs sharing the 2 cores than "
                "wall time). RecBole: process CPU from Trainer.fit() start; nasrec: process CPU since the process "
                "started (includes imports and data loading, so slightly against nasrec).\n")
+    if ns_hit is not None and ns_hit["cpu"] is not None and rb_hit["cpu"] is not None:
+        out.append(f"CPU-time ratio to RecBole's best validation NDCG@10 (nasrec / RecBole): "
+                   f"**{ns_hit['cpu'] / rb_hit['cpu']:.3f}**.\n")
     out.append(table(["tool", "CPU time to RecBole's best valid NDCG@10", "total CPU time", "mean 1-min load avg"],
                      [cpu_row(rb, target), cpu_row(ns, target)]))
     for spec in args.extra:
