@@ -2,10 +2,9 @@
 
 Weight step (search-train windows, every step): ONE arch is sampled - a one-hot per choice drawn from
 softmax(alpha) - and handed to the mixture without grad. A hidden width or attention kind whose weight
-is exactly 0 and does not require grad is skipped by the mixture, and the FFN mask of a one-hot inner
-weight is exactly the sliced FFN, so the step computes and trains only the sampled slice - except that
-the mixture runs every block up to the space's deepest depth (blocks past the sampled depth get weight
-0, hence zero gradient, but cost their FLOPs) and the FFN matmul at the widest inner width (masked).
+is exactly 0 and does not require grad is skipped by the mixture, blocks past the sampled depth are
+not computed, and the FFN runs at the sampled inner width, so the step computes and trains only the
+sampled slice.
 During the warm-up alpha is 0, so paths are sampled uniformly.
 
 Arch step (arch-validation rows, after the warm-up; the bilevel loop of `_differentiable`): the
@@ -20,9 +19,8 @@ ProxylessNAS *two-path* estimator. Per choice with K >= 2 options:
    gradient of ProxylessNAS. Candidates outside the pair get a constant 0 that does not require grad.
 
 What it costs, per arch step: the two paired hidden widths run (not all K: the pair's off candidate must
-run to give dL/dg), one or two attention kinds, every block up to the deepest depth (the mixture keeps
-each block's state; that is how any depth mixture is computed), and the FFN at the widest inner width
-with a mask (as every mixture). The straight-through alternative g = onehot + p - p.detach() over all K
+run to give dL/dg), one or two attention kinds, every block up to the deepest depth (the depth weights
+carry gradient, so every depth's state is needed), and the FFN at the widest inner width with a mask. The straight-through alternative g = onehot + p - p.detach() over all K
 candidates would need every candidate to run (a weight that requires grad is never skipped), i.e. the full
 DARTS cost. On the `tiny` space (two options per choice) both cost the same; on `sasrec-ml1m` (three
 hidden widths) two-path runs 2 of the 3 hidden passes.
