@@ -140,7 +140,8 @@ def search(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Strategy hyper-parameter key=value.")] = None,
     threads: Annotated[int | None, typer.Option(min=1)] = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/search"),
-    resume: Annotated[bool, typer.Option(help="Continue the run in OUT.")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue the search in this directory (same options).")]
+    = None,
 ) -> None:
     """Search an architecture under a FLOPs budget, retrain it, evaluate test once."""
     from nasrec.search import SearchConfig, run_search
@@ -188,7 +189,9 @@ def search(
             progress.update(tasks["retrain"], completed=log.epoch, description=desc)
             _log_line(f"retrain epoch {log.epoch}: {desc}")
 
-        result = run_search(api.DataOptions(source=data, format=format), config, out, resume=resume,
+        if resume is not None:
+            out = resume
+        result = run_search(api.DataOptions(source=data, format=format), config, out, resume=resume is not None,
                             on_stage=on_stage, on_search_epoch=on_search_epoch, on_retrain_epoch=on_retrain_epoch)
     console.print(_metrics_table(result))
     console.print(f"strategy {result['strategy']}: {result['flops']:,} FLOPs <= budget {budget_flops:,.0f}; "

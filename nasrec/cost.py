@@ -105,9 +105,10 @@ class FlopsRange:
     max_flops: int
 
 
-def flops_range(space: SearchSpace, n_items: int, max_len: int) -> FlopsRange:
-    """Cheapest and costliest archs of a space. FLOPs grow with depth and every inner width, so
-    only the extreme depth/inner corners are scored, for every hidden/embedding/heads/attention."""
+def flops_range(space: SearchSpace, n_items: int, max_len: int, gates: int = 0) -> FlopsRange:
+    """Cheapest and costliest archs of a space (carrying `gates` data-aware gates). FLOPs grow with depth
+    and every inner width, so only the extreme depth/inner corners are scored, for every
+    hidden/embedding/heads/attention."""
     corners = []
     for hidden in space.hiddens:
         widths = space.inner_widths(hidden)
@@ -115,7 +116,7 @@ def flops_range(space: SearchSpace, n_items: int, max_len: int) -> FlopsRange:
             for heads in space.heads:
                 for attention in space.attentions:
                     for depth, inner in ((space.depths[0], min(widths)), (space.depths[-1], max(widths))):
-                        corners.append(Arch(depth, hidden, (inner,) * depth, emb, heads, attention))
+                        corners.append(Arch(depth, hidden, (inner,) * depth, emb, heads, attention, gates))
     scored = sorted(corners, key=lambda a: (flops(a, n_items, max_len), a.to_json()))
     lo, hi = scored[0], scored[-1]
     return FlopsRange(lo, flops(lo, n_items, max_len), hi, flops(hi, n_items, max_len))

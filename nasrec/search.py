@@ -69,11 +69,12 @@ class BudgetCheck:
     unconstrained: bool  # the budget is above the largest arch
 
 
-def check_budget(space: SearchSpace, budget: float, n_items: int, max_len: int) -> BudgetCheck:
-    """Fail before any training if no arch fits; note when the budget constrains nothing."""
+def check_budget(space: SearchSpace, budget: float, n_items: int, max_len: int, gates: int = 0) -> BudgetCheck:
+    """Fail before any training if no arch fits; note when the budget constrains nothing.
+    `gates`: the data-aware gates every arch of the strategy carries (they cost FLOPs too)."""
     if not (budget > 0 and math.isfinite(budget)):
         raise ConfigError(f"--budget-flops must be a positive finite number, got {budget:g}")
-    rng = cost_mod.flops_range(space, n_items, max_len)
+    rng = cost_mod.flops_range(space, n_items, max_len, gates)
     if budget < rng.min_flops:
         raise ConfigError(f"--budget-flops {budget:.4g} is below the smallest arch of space {space.name!r}: "
                           f"{rng.min_flops:,} FLOPs ({rng.min_arch.label}) at max_len {max_len} with "
@@ -142,7 +143,8 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
     run_config["data_fingerprint"] = dataset.fingerprint
     if resume and json.loads(_stage(out, "config").read_text()).get("data_fingerprint") != dataset.fingerprint:
         raise ConfigError(f"--resume: the data changed since {out} was started (fingerprint differs)")
-    budget = check_budget(space, config.budget_flops, dataset.n_items, max_len)
+    dims = strategy.supernet_dims(ModelDims.for_space(space, dataset.n_items, max_len))
+    budget = check_budget(space, config.budget_flops, dataset.n_items, max_len, dims.gates)
     if budget.unconstrained:
         warnings.warn(f"--budget-flops {config.budget_flops:.4g} is above the largest arch of {space.name!r} "
                       f"({budget.max_flops:,} FLOPs): it does not constrain the search", stacklevel=2)
@@ -156,7 +158,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         return cost_mod.flops(arch, dataset.n_items, max_len)
 
     torch.manual_seed(config.seed)
-    supernet = ElasticSASRec(strategy.supernet_dims(ModelDims.for_space(space, dataset.n_items, max_len)))
+    supernet = ElasticSASRec(dims)
     supernet_file = out / "supernet.pt"
     search_done = _stage(out, "search")
     if resume and search_done.is_file():

@@ -124,11 +124,12 @@ def test_every_strategy_end_to_end_within_budget(name, seed, fraction, data_file
 # --- a strategy run directly on a SearchContext built like run_search builds it --------------------
 
 
-def search_context(splits: Splits, budget: float, seed: int) -> SearchContext:
+def search_context(splits: Splits, budget: float, seed: int, strategy: Any = None) -> SearchContext:
     space = get_space(SPACE)
     n_items = splits.data.n_items
     torch.manual_seed(seed)
-    supernet = ElasticSASRec(ModelDims.for_space(space, n_items, MAX_LEN))
+    dims = ModelDims.for_space(space, n_items, MAX_LEN)
+    supernet = ElasticSASRec(dims if strategy is None else strategy.supernet_dims(dims))
     return SearchContext(supernet=supernet, space=space, search_train=splits.search_train,
                          arch_valid=splits.arch_valid, n_items=n_items, max_len=MAX_LEN, budget_flops=budget,
                          epochs=2, batch_size=64, lr=1e-3, seed=seed,
@@ -157,8 +158,9 @@ def searched(dataset, flops_range):
         if name not in _SEARCHES:
             runs = []
             for _ in range(2):
-                ctx = search_context(splits, budget, seed=0)
-                runs.append((ctx, create_strategy(name, FAST_PARAMS.get(name, {})).search(ctx)))
+                strategy = create_strategy(name, FAST_PARAMS.get(name, {}))
+                ctx = search_context(splits, budget, seed=0, strategy=strategy)
+                runs.append((ctx, strategy.search(ctx)))
             _SEARCHES[name] = runs
         return _SEARCHES[name]
 
