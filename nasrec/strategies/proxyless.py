@@ -20,10 +20,11 @@ ProxylessNAS *two-path* estimator. Per choice with K >= 2 options:
 
 What it costs, per arch step: the two paired hidden widths run (not all K: the pair's off candidate must
 run to give dL/dg), one or two attention kinds, every block up to the deepest depth (the depth weights
-carry gradient, so every depth's state is needed), and the FFN at the widest inner width with a mask. The straight-through alternative g = onehot + p - p.detach() over all K
-candidates would need every candidate to run (a weight that requires grad is never skipped), i.e. the full
-DARTS cost. On the `tiny` space (two options per choice) both cost the same; on `sasrec-ml1m` (three
-hidden widths) two-path runs 2 of the 3 hidden passes.
+carry gradient, so every depth's state is needed), and the FFN at the widest inner width with a mask.
+The straight-through alternative g = onehot + p - p.detach() over all K candidates would need every
+candidate to run (a weight that requires grad is never skipped): the full DARTS cost. On the `tiny`
+space (two options per choice) both cost the same; on `sasrec-ml1m` (three hidden widths) two-path runs
+2 of the 3 hidden passes.
 
 Per-candidate weights: the mixture decides to skip per candidate, but `requires_grad` is a property of a
 whole tensor (an element of a vector that requires grad always requires grad), so the arch-step hidden
