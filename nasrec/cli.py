@@ -311,6 +311,35 @@ def data_download(
     console.print(f"{name}: {path}  (use --data {path})")
 
 
+TrackingUriOpt = Annotated[str | None, typer.Option(
+    "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlruns/mlflow.db).")]
+
+
+@app.command()
+def pareto(
+    experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "nasrec",
+    tracking_uri: TrackingUriOpt = None,
+    metric: Annotated[str, typer.Option(help="NDCG@10 (full ranking) of: test or valid.")] = "test",
+    json_out: JsonOpt = False,
+) -> None:
+    """Pareto front (NDCG@10 up, FLOPs down) over every architecture of an MLflow experiment."""
+    from nasrec.tracking import pareto_command
+
+    pareto_command(experiment, tracking_uri, metric, json_out)
+
+
+@app.command()
+def ui(
+    tracking_uri: TrackingUriOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 5000,
+) -> None:
+    """Serve the MLflow UI on the tracking store until Ctrl-C."""
+    from nasrec.ui import ui_command
+
+    ui_command(tracking_uri, host, port)
+
+
 def main() -> None:
     try:
         app()
