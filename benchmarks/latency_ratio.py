@@ -25,8 +25,11 @@ def main() -> None:
     parser.add_argument("--n-items", type=int, default=3416)
     parser.add_argument("--max-len", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", default="benchmarks/out/latency_ratio.json")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     space = get_space(args.space)
     max_len = args.max_len or space.supernet.max_len

@@ -41,8 +41,11 @@ def main() -> None:
     parser.add_argument("--max-len", type=int, default=200)
     parser.add_argument("--batches", type=int, default=0, help="time only this many batches (0 = one epoch)")
     parser.add_argument("--last-window-only", action="store_true", help="one window per user (SASRec's epoch)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", default="benchmarks/out/train_speed.json")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     data = load_data(args.data)
     splits = leave_one_out(data)

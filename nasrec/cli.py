@@ -120,10 +120,37 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
     return params
 
 
+def _parse_budgets(text: str) -> list[float]:
+    budgets = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            budgets.append(float(part))
+        except ValueError:
+            raise NasrecError(f"--budget-flops expects numbers separated by commas, got {part!r}") from None
+    if not budgets or any(not (b > 0) for b in budgets):
+        raise NasrecError("--budget-flops is required and must be positive (see `nasrec spaces show NAME`); "
+                          "a comma-separated list runs trials at each budget")
+    return budgets
+
+
+def _trial_line(row: dict[str, Any]) -> str:
+    head = f"trial {row['trial_id']} {row['strategy']} budget {row['budget']:.4g}"
+    if row["status"] == "failed":
+        return f"{head}: failed: {row['error']}"
+    flops = f"{row['flops']:,.0f}" if row.get("flops") is not None else "?"
+    test = row.get("test_ndcg@10")
+    return (f"{head}: {row['status']}  flops {flops}  valid ndcg@10 {row['valid_ndcg@10']:.4f}"
+            + (f"  test ndcg@10 {test:.4f}" if test is not None else "") + f"  node {str(row['node_id'])[:8]}")
+
+
 @app.command()
 def search(
-    strategy: Annotated[str, typer.Option(help="Strategy name (see `nasrec strategies`).")] = "darts",
-    budget_flops: Annotated[float, typer.Option("--budget-flops", help="FLOPs budget per sequence.")] = 0.0,
+    strategy: Annotated[str, typer.Option(help="Strategy name, a comma-separated list, or 'all' "
+                                               "(see `nasrec strategies`).")] = "darts",
+    budget_flops: Annotated[str, typer.Option("--budget-flops", help="FLOPs budget per sequence; a comma-separated "
+                                              "list runs trials at each budget.")] = "",
     data: DataOpt = "synthetic",
     format: FormatOpt = "auto",
     space: SpaceOpt = "tiny",
@@ -137,20 +164,54 @@ def search(
     retrain_from_scratch: bool = False,
     exclude_history: bool = False,
     all_windows: Annotated[bool, typer.Option(help="Use every max_len window of long histories.")] = True,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Strategy hyper-parameter key=value.")] = None,
-    threads: Annotated[int | None, typer.Option(min=1)] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Strategy hyper-parameter key=value "
+                                                   "(held fixed in trials).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads of a single run (trials use "
+                                                "--cpus-per-trial).")] = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/search"),
-    resume: Annotated[Path | None, typer.Option(help="Continue the search in this directory (same options).")]
-    = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run, or the trials search, in this "
+                                                "directory (a search's options come from its search.json).")] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Trials per (strategy, budget); more than one runs them on "
+                                        "Ray Tune, proposed by Optuna.")] = 1,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Trials at a time (default: as CPUs allow).")] = None,
+    cpus_per_trial: Annotated[float, typer.Option(min=0.01, help="CPUs (and torch threads) per trial.")] = 1.0,
+    gpus_per_trial: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    objective: Annotated[str, typer.Option(help="ndcg: validation NDCG@10 (TPE); pareto: NDCG@10 up and FLOPs "
+                                           "down (NSGA-II).")] = "ndcg",
+    early_stop: Annotated[bool, typer.Option("--early-stop", help="ASHA on validation NDCG@10 per retrain "
+                                             "epoch.")] = False,
+    max_failures: Annotated[int, typer.Option(min=0, help="Retries of a failing trial.")] = 0,
+    address: Annotated[str | None, typer.Option(help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
+                                                "(default: a local Ray).")] = None,
+    storage: Annotated[str | None, typer.Option(help="Trial state and run dirs, shared by every node: a "
+                                                "directory or s3://... (default OUT/tune).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow store of the trials (default "
+                                                     "$MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")] = None,
 ) -> None:
-    """Search an architecture under a FLOPs budget, retrain it, evaluate test once."""
+    """Search an architecture under a FLOPs budget, retrain it, evaluate test once; or run trials of several
+    configurations, strategies and budgets (--trials, lists), logged to MLflow."""
     from nasrec.search import SearchConfig, run_search
 
-    if budget_flops <= 0:
-        raise NasrecError("--budget-flops is required and must be positive (see `nasrec spaces show NAME`)")
+    names = [s.strip() for s in strategy.split(",") if s.strip()]
+    if resume is not None and (resume / "search.json").is_file():
+        _search_trials_resume(resume, address=address, concurrency=concurrency, tracking_uri=tracking_uri)
+        return
+    budgets = _parse_budgets(budget_flops)
+    if trials > 1 or len(budgets) > 1 or len(names) > 1 or names == ["all"]:
+        config = SearchConfig(strategy=names[0], budget_flops=budgets[0],
+                              space=space, params=_parse_sets(set_ or []), max_len=max_len,
+                              search_epochs=search_epochs, retrain_epochs=retrain_epochs, batch_size=batch_size,
+                              lr=lr, patience=patience, seed=seed, retrain_from_scratch=retrain_from_scratch,
+                              exclude_history=exclude_history, all_windows=all_windows)
+        _search_trials(api.DataOptions(source=data, format=format), config, names, budgets, out=out,
+                       trials=trials, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
+                       gpus_per_trial=gpus_per_trial, objective=objective, early_stop=early_stop,
+                       max_failures=max_failures, address=address, storage=storage, tracking_uri=tracking_uri)
+        return
+    budget_flops_value = budgets[0]
     if threads:
         torch.set_num_threads(threads)
-    config = SearchConfig(strategy=strategy, budget_flops=budget_flops, space=space,
+    config = SearchConfig(strategy=strategy, budget_flops=budget_flops_value, space=space,
                           params=_parse_sets(set_ or []), max_len=max_len, search_epochs=search_epochs,
                           retrain_epochs=retrain_epochs, batch_size=batch_size, lr=lr, patience=patience,
                           seed=seed, retrain_from_scratch=retrain_from_scratch, exclude_history=exclude_history,
@@ -194,9 +255,75 @@ def search(
         result = run_search(api.DataOptions(source=data, format=format), config, out, resume=resume is not None,
                             on_stage=on_stage, on_search_epoch=on_search_epoch, on_retrain_epoch=on_retrain_epoch)
     console.print(_metrics_table(result))
-    console.print(f"strategy {result['strategy']}: {result['flops']:,} FLOPs <= budget {budget_flops:,.0f}; "
+    console.print(f"strategy {result['strategy']}: {result['flops']:,} FLOPs <= budget {budget_flops_value:,.0f}; "
                   f"search {result['search_seconds']:.1f}s, retrain {result['retrain_seconds']:.1f}s")
     console.print(f"wrote {out / 'result.json'}, {out / 'trace.json'} and {out / 'model'}/")
+
+
+def _search_trials(data_opts: api.DataOptions, base: Any, strategies: list[str], budgets: list[float], *, out: Path,
+                   trials: int, concurrency: int | None, cpus_per_trial: float, gpus_per_trial: float, objective: str,
+                   early_stop: bool, max_failures: int, address: str | None, storage: str | None,
+                   tracking_uri: str | None) -> None:
+    from nasrec.orchestration import TrialsConfig, check_trials
+    from nasrec.tracking import SearchTracker, check_tracking_uri, default_tracking_uri
+
+    trials_config = TrialsConfig(strategies=tuple(strategies), budgets=tuple(budgets), trials=trials,
+                                 concurrency=concurrency, cpus_per_trial=cpus_per_trial,
+                                 gpus_per_trial=gpus_per_trial, objective=objective, early_stop=early_stop,
+                                 max_failures=max_failures, address=address, storage=storage)
+    checked = check_trials(data_opts, base, trials_config)  # before any tracking run or Ray
+    trials_config = checked["trials"]
+    if (out / "search.json").is_file():
+        raise NasrecError(f"{out} already holds a search; continue it with --resume {out} or choose another --out")
+    uri = tracking_uri or default_tracking_uri()
+    check_tracking_uri(uri)
+    tracker = SearchTracker(uri)
+    tracker.start(command=" ".join(["nasrec", *sys.argv[1:]]), data=checked["data"], space=base.space,
+                  strategies=list(trials_config.strategies), budgets=list(trials_config.budgets),
+                  extra={"trials": trials_config.to_dict(), "search": base.to_dict(), "out": str(out)})
+    n = len(trials_config.strategies) * len(trials_config.budgets) * trials_config.trials
+    console.print(f"{n} trials: {', '.join(trials_config.strategies)} x budgets "
+                  f"{', '.join(f'{b:.4g}' for b in trials_config.budgets)} x {trials_config.trials}; "
+                  f"MLflow {uri} (parent run {tracker.parent_run_id})")
+    _run_and_finish(data_opts, base, trials_config, out, tracker, resume=False)
+
+
+def _search_trials_resume(path: Path, *, address: str | None, concurrency: int | None,
+                          tracking_uri: str | None) -> None:
+    from dataclasses import replace
+
+    from nasrec.orchestration import load_search
+    from nasrec.tracking import SearchTracker, check_tracking_uri
+
+    saved = load_search(path)
+    tracking = saved.get("tracking") or {}
+    uri = tracking_uri or tracking.get("tracking_uri")
+    if not uri or not tracking.get("parent_run_id"):
+        raise NasrecError(f"--resume: {path}/search.json names no MLflow run to continue")
+    check_tracking_uri(uri)
+    tracker = SearchTracker.resume(uri, tracking["parent_run_id"], tracking.get("experiment") or "nasrec")
+    trials_config = replace(saved["trials"], address=address or saved["trials"].address,
+                            concurrency=concurrency or saved["trials"].concurrency)
+    console.print(f"resuming {path}: {len(tracker.logged_trials())} trials already logged "
+                  f"(MLflow {uri}, parent run {tracking['parent_run_id']})")
+    _run_and_finish(saved["data"], saved["base"], trials_config, path, tracker, resume=True)
+
+
+def _run_and_finish(data_opts: Any, base: Any, trials_config: Any, out: Path, tracker: Any, *, resume: bool) -> None:
+    from nasrec.orchestration import run_trials
+
+    rows = run_trials(data_opts, base, trials_config, out, tracker=tracker, resume=resume,
+                      on_trial=lambda row: console.print(_trial_line(row), highlight=False, soft_wrap=True))
+    front = tracker.finish(metric="test")
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "stopped")}
+    table = Table(title=f"Pareto front (test NDCG@10 up, FLOPs down) of {counts['ok']} finished trials")
+    for column in ("flops", "test ndcg@10", "strategy", "arch", "trial"):
+        table.add_column(column, justify="right" if column in ("flops", "test ndcg@10") else "left")
+    for r in front:
+        table.add_row(f"{r['flops']:,.0f}", f"{r['ndcg@10']:.4f}", r["strategy"], r["arch"], r["trial_id"])
+    console.print(table)
+    console.print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['stopped']} stopped early; "
+                  f"trial runs under {out} (search.json); continue with --resume {out}")
 
 
 @app.command()

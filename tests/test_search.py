@@ -30,7 +30,7 @@ SPACE = "tiny"
 MAX_LEN = 12
 STRATEGIES = sorted(list_strategies())
 # Cheaper than the defaults where a strategy's cost scales with a hyper-parameter.
-FAST_PARAMS: dict[str, dict[str, Any]] = {"random": {"n_candidates": 3}}
+FAST_PARAMS: dict[str, dict[str, Any]] = {"random": {"n_candidates": 3}, "optuna": {"n_trials": 3}}
 
 
 @pytest.fixture(scope="module", autouse=True)

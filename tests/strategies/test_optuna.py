@@ -1,0 +1,160 @@
+"""The `optuna` strategy: NSGA-II over the space's choices, only archs within the budget trained."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+import torch
+
+from nasrec import cost
+from nasrec.arch import Arch, get_space
+from nasrec.data import SyntheticConfig, generate_synthetic, leave_one_out
+from nasrec.errors import ConfigError
+from nasrec.models import ElasticSASRec, ModelDims
+from nasrec.strategies import optuna_search
+from nasrec.strategies.base import SearchContext, create_strategy, get_strategy
+from nasrec.strategies.optuna_search import OptunaSearch, arch_params, pareto_indices, sample_arch
+
+MAX_LEN = 12
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    data = generate_synthetic(SyntheticConfig(n_users=120, n_items=150, mean_len=10, seed=3))
+    return leave_one_out(data, seed=0)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("tiny")
+
+
+def budget_at(space, n_items: int, fraction: float) -> float:
+    rng = cost.flops_range(space, n_items, MAX_LEN)
+    return rng.min_flops + fraction * (rng.max_flops - rng.min_flops)
+
+
+def make_ctx(splits, space, budget: float, *, seed: int = 0, **kw: Any) -> SearchContext:
+    n_items = splits.data.n_items
+    torch.manual_seed(seed)
+    supernet = ElasticSASRec(ModelDims.for_space(space, n_items, MAX_LEN))
+    return SearchContext(supernet=supernet, space=space, search_train=splits.search_train,
+                         arch_valid=splits.arch_valid, n_items=n_items, max_len=MAX_LEN, budget_flops=budget,
+                         epochs=1, batch_size=64, lr=1e-3, seed=seed,
+                         flops=lambda a: cost.flops(a, n_items, MAX_LEN), **kw)
+
+
+def timeless(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in trace]
+
+
+def test_registered_with_declared_hyperparams():
+    cls = get_strategy("optuna")
+    assert cls is OptunaSearch and cls.trains_supernet is False
+    declared = {p.name: (p.type, p.default, p.low, p.high) for p in cls.hyperparams}
+    assert declared == {"n_trials": ("int", 8, 1, 1000), "epochs_per_candidate": ("int", 1, 1, 100),
+                        "population_size": ("int", 8, 2, 1000)}
+    assert create_strategy("optuna", {"n_trials": "3"}).params["n_trials"] == 3
+    with pytest.raises(ConfigError, match="population_size"):
+        create_strategy("optuna", {"population_size": 1})
+
+
+def test_every_arch_of_the_space_is_a_point_of_the_study(space):
+    archs = list(space)
+    for arch in archs:
+        assert sample_arch(optuna.trial.FixedTrial(arch_params(space, arch)), space) == arch
+    # Parameters depending on the hidden width are separate per width: each keeps one set of choices.
+    names = {name for arch in archs for name in arch_params(space, arch)}
+    assert {"hidden", "attention", "depth", "inner0@32", "inner0@16", "inner1@32"} <= names
+
+
+def test_pareto_indices():
+    assert pareto_indices([(0.1, 5), (0.2, 5), (0.2, 3), (0.05, 1)]) == [2, 3]
+
+
+def test_searches_within_budget_and_keeps_the_best(splits, space):
+    n_items = splits.data.n_items
+    budget = budget_at(space, n_items, 0.5)
+    ctx = make_ctx(splits, space, budget)
+    result = create_strategy("optuna", {"n_trials": 5, "population_size": 3}).search(ctx)
+
+    assert len(result.trace) == 5 and result.extra["evaluated"] == 5
+    archs = [Arch.from_dict(row["arch"]) for row in result.trace]
+    assert len(set(archs)) == 5  # a repeated proposal is not trained again
+    for arch, row in zip(archs, result.trace, strict=True):
+        space.validate(arch)
+        assert row["flops"] == cost.flops(arch, n_items, MAX_LEN) <= budget
+        assert 0.0 <= row["ndcg@10"] <= 1.0
+        assert result.preference(arch) == row["ndcg@10"]
+    best = max(result.trace, key=lambda r: (r["ndcg@10"], -r["flops"]))
+    assert result.arch == Arch.from_dict(best["arch"])
+    assert result.extra["proposals"] == 5 + result.extra["over_budget"] + result.extra["repeated"]
+    front = [r for r in result.trace if r["candidate"] in result.extra["front"]]
+    assert best in front
+    assert result.preference(next(a for a in space if a not in archs)) == float("-inf")
+    assert ctx.source.steps and set(ctx.source.steps) == {("weights", "search_train")}
+
+
+def test_deterministic_for_a_seed(splits, space):
+    budget = budget_at(space, splits.data.n_items, 0.6)
+    params = {"n_trials": 3, "population_size": 2}
+    first = create_strategy("optuna", params).search(make_ctx(splits, space, budget, seed=4))
+    second = create_strategy("optuna", params).search(make_ctx(splits, space, budget, seed=4))
+    assert first.arch == second.arch and timeless(first.trace) == timeless(second.trace)
+
+
+def test_a_stuck_sampler_is_filled_with_untried_archs_within_budget(splits, space, monkeypatch):
+    n_items = splits.data.n_items
+    budget = budget_at(space, n_items, 0.05)  # few archs fit: most proposals are over budget
+    feasible = {a for a in space if cost.flops(a, n_items, MAX_LEN) <= budget}
+    assert 1 < len(feasible) < len(space) // 2
+    monkeypatch.setattr(optuna_search, "MAX_ASKS_PER_CANDIDATE", 1)
+    result = create_strategy("optuna", {"n_trials": 1000}).search(make_ctx(splits, space, budget))
+    assert {Arch.from_dict(r["arch"]) for r in result.trace} == feasible  # all of them, each once
+    assert result.extra["filled"] >= 1 and result.extra["over_budget"] >= 1
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_the_study_without_retraining(splits, space, tmp_path, monkeypatch):
+    budget = budget_at(space, splits.data.n_items, 0.6)
+    params = {"n_trials": 3, "population_size": 2}
+    reference = create_strategy("optuna", params).search(make_ctx(splits, space, budget, seed=1))
+
+    def stop_after_two(done: int, _row: dict[str, Any]) -> None:
+        if done == 2:
+            raise Interrupt
+
+    checkpoint = tmp_path / "search_checkpoint.pt"
+    with pytest.raises(Interrupt):
+        create_strategy("optuna", params).search(
+            make_ctx(splits, space, budget, seed=1, checkpoint=checkpoint, on_epoch=stop_after_two))
+
+    trained: list[int] = []
+    original = OptunaSearch.evaluate_candidate
+
+    def counting(self, ctx, arch, index):
+        trained.append(index)
+        return original(self, ctx, arch, index)
+
+    monkeypatch.setattr(OptunaSearch, "evaluate_candidate", counting)
+    resumed = create_strategy("optuna", params).search(
+        make_ctx(splits, space, budget, seed=1, checkpoint=checkpoint, resume=True))
+    assert trained == [2]
+    assert resumed.arch == reference.arch and timeless(resumed.trace) == timeless(reference.trace)
+    with pytest.raises(ConfigError, match="resume"):
+        create_strategy("optuna", params).search(
+            make_ctx(splits, space, budget_at(space, splits.data.n_items, 0.3), seed=1, checkpoint=checkpoint,
+                     resume=True))
