@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/nasrec train --data synthetic --space tiny --arch max --epochs 20 --out runs/demo
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/nasrec search --strategy easrec --space tiny --budget-flops 4e5 \
+		--trials 4 --search-epochs 3 --retrain-epochs 10 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python -m pytest -q

@@ -324,6 +324,7 @@ def _run_and_finish(data_opts: Any, base: Any, trials_config: Any, out: Path, tr
     console.print(table)
     console.print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['stopped']} stopped early; "
                   f"trial runs under {out} (search.json); continue with --resume {out}")
+    console.print(f"inspect every architecture: nasrec ui --tracking-uri {tracker.tracking_uri}")
 
 
 @app.command()

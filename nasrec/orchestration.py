@@ -16,7 +16,8 @@ strategy's declared hyper-parameters (`HyperParam`) plus the learning rate. `run
   FLOPs (NSGA-II). The first configuration of every study is the strategy's defaults.
 * `early_stop`: ASHA on validation NDCG@10, reported after every retrain epoch.
 * Parameters given in `base.params` (the CLI's `--set`) are held fixed, and so are the parameters that
-  set how much work a strategy does (`EFFORT_PARAMS`) rather than how it searches.
+  set how much work a strategy does (declared `tunable=False`); the others are sampled from their
+  declared tuning range (`HyperParam.tune`, else [low, high]).
 
 Trials never write to MLflow. The driver (this process) logs each finished trial through `tracker`
 (`nasrec.tracking.SearchTracker` or anything with its methods) as Tune reports it, and again after each
@@ -78,7 +79,6 @@ OBJECTIVES = ("ndcg", "pareto")
 ALL = "all"
 LR_RANGE = (1e-4, 1e-2)  # the learning rate is tuned on a log scale in this range
 # Hyper-parameters that set how much work a strategy does, not how it searches: never tuned.
-EFFORT_PARAMS = frozenset({"n_candidates", "n_trials", "epochs_per_candidate", "population_size"})
 SEARCH_FILE = "search.json"
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024**2  # a local Ray's object store: trials pass little through it
 CONNECT_TIMEOUT_S = 5.0
@@ -148,8 +148,8 @@ class TrialsConfig:
 
 
 def _tunable(p: HyperParam) -> bool:
-    """A declaration may say `tunable=False`; otherwise effort parameters are not tuned."""
-    return bool(getattr(p, "tunable", p.name not in EFFORT_PARAMS))
+    """Declared `tunable=False` (effort knobs such as how many candidates to train) are never tuned."""
+    return p.tunable
 
 
 def _distribution(p: HyperParam, owner: str) -> Any:
@@ -161,13 +161,14 @@ def _distribution(p: HyperParam, owner: str) -> Any:
         if not p.choices:
             raise ConfigError(f"strategy {owner!r}: categorical hyper-parameter {p.name} declares no choices")
         return CategoricalDistribution(list(p.choices))
-    if p.low is None or p.high is None:
+    low, high = p.tune if p.tune is not None else (p.low, p.high)
+    if low is None or high is None:
         raise ConfigError(f"strategy {owner!r}: hyper-parameter {p.name} has no range [low, high] to tune over")
-    if p.log and p.low <= 0:
-        raise ConfigError(f"strategy {owner!r}: hyper-parameter {p.name} is log-scaled but its low is {p.low}")
+    if p.log and low <= 0:
+        raise ConfigError(f"strategy {owner!r}: hyper-parameter {p.name} is log-scaled but its low is {low}")
     if p.type == "int":
-        return IntDistribution(int(p.low), int(p.high), log=p.log)
-    return FloatDistribution(float(p.low), float(p.high), log=p.log)
+        return IntDistribution(int(low), int(high), log=p.log)
+    return FloatDistribution(float(low), float(high), log=p.log)
 
 
 def param_space(strategy: str, *, fixed: Iterable[str] = (), lr: bool = True) -> dict[str, Any]:

@@ -30,10 +30,23 @@ from nasrec.strategies.mixture import (
 )
 
 COMMON_PARAMS: tuple[HyperParam, ...] = (
-    HyperParam("arch_lr", "float", 3e-3, 1e-5, 1.0, log=True, help="Adam learning rate of the architecture weights"),
-    HyperParam("arch_weight_decay", "float", 1e-3, 0.0, 1.0, help="weight decay of the architecture weights"),
-    HyperParam("warmup_epochs", "int", 1, 0, 1000, help="epochs of weight-only training before arch steps"),
-    HyperParam("arch_every", "int", 1, 1, 100, help="one arch step every this many weight steps"),
+    HyperParam(
+        "arch_lr",
+        "float",
+        3e-3,
+        1e-5,
+        1.0,
+        log=True,
+        help="Adam learning rate of the architecture weights",
+        tune=(1e-4, 1e-2),
+    ),
+    HyperParam(
+        "arch_weight_decay", "float", 1e-3, 0.0, 1.0, help="weight decay of the architecture weights", tune=(0.0, 1e-2)
+    ),
+    HyperParam(
+        "warmup_epochs", "int", 1, 0, 1000, help="epochs of weight-only training before arch steps", tune=(0, 2)
+    ),
+    HyperParam("arch_every", "int", 1, 1, 100, help="one arch step every this many weight steps", tune=(1, 4)),
 )
 
 
@@ -117,8 +130,12 @@ class DifferentiableStrategy(Strategy):
         space, model = ctx.space, ctx.supernet
         logits = ArchLogits(space)
         w_opt = torch.optim.Adam(model.parameters(), lr=ctx.lr)
-        a_opt = torch.optim.Adam(logits.parameters(), lr=self.params["arch_lr"], betas=(0.5, 0.999),
-                                 weight_decay=self.params["arch_weight_decay"])
+        a_opt = torch.optim.Adam(
+            logits.parameters(),
+            lr=self.params["arch_lr"],
+            betas=(0.5, 0.999),
+            weight_decay=self.params["arch_weight_decay"],
+        )
         trace: list[dict[str, Any]] = []
         start_epoch = 0
         saved = ctx.load_state()
@@ -137,8 +154,7 @@ class DifferentiableStrategy(Strategy):
             for step, (x, y) in enumerate(ctx.train_batches(epoch)):
                 with torch.no_grad():
                     fixed = self.relax(logits, epoch, arch_step=False)
-                fixed = ChoiceWeights(*(t.detach() for t in (fixed.hidden, fixed.inner, fixed.depth,
-                                                             fixed.attention)))
+                fixed = ChoiceWeights(*(t.detach() for t in (fixed.hidden, fixed.inner, fixed.depth, fixed.attention)))
                 loss = mixture_loss(model, space, x, y, fixed, gates=self.n_gates())
                 self._check_finite(loss, epoch, step, "weight")
                 w_opt.zero_grad(set_to_none=True)
@@ -172,9 +188,16 @@ class DifferentiableStrategy(Strategy):
             }
             row.update(self.end_epoch(ctx, logits, epoch))
             trace.append(row)
-            ctx.save_state(epoch + 1, {"logits": logits.state_dict(), "w_opt": w_opt.state_dict(),
-                                       "a_opt": a_opt.state_dict(), "trace": trace,
-                                       "own": self.strategy_state()})
+            ctx.save_state(
+                epoch + 1,
+                {
+                    "logits": logits.state_dict(),
+                    "w_opt": w_opt.state_dict(),
+                    "a_opt": a_opt.state_dict(),
+                    "trace": trace,
+                    "own": self.strategy_state(),
+                },
+            )
             if ctx.on_epoch is not None:
                 ctx.on_epoch(epoch + 1, row)
             if self.should_stop(trace):
@@ -182,10 +205,12 @@ class DifferentiableStrategy(Strategy):
 
         final = self.final_weights(logits)
         with torch.no_grad():
-            frozen = ChoiceWeights(*(t.detach().clone() for t in (final.hidden, final.inner, final.depth,
-                                                                  final.attention)))
-        return SearchResult(arch=self.derive(ctx, frozen),
-                            preference=lambda arch: log_prob(space, frozen, arch), trace=trace)
+            frozen = ChoiceWeights(
+                *(t.detach().clone() for t in (final.hidden, final.inner, final.depth, final.attention))
+            )
+        return SearchResult(
+            arch=self.derive(ctx, frozen), preference=lambda arch: log_prob(space, frozen, arch), trace=trace
+        )
 
     def derive(self, ctx: SearchContext, weights: ChoiceWeights) -> Arch:
         return argmax_arch(ctx.space, weights, self.n_gates())

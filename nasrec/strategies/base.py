@@ -41,6 +41,10 @@ class HyperParam:
     log: bool = False  # sample on a log scale (Optuna/Ray Tune)
     choices: tuple[Any, ...] | None = None
     help: str = ""
+    # Trials (Optuna) sample from `tune` when given, else from [low, high]: the declared range says what is
+    # valid, the tuning range what is worth trying. `tunable=False`: an effort knob trials never vary.
+    tune: tuple[float, float] | None = None
+    tunable: bool = True
 
     def parse(self, value: Any, owner: str) -> Any:
         """Coerce `value` (a string from the CLI, or a number) and check it against the declaration."""
@@ -74,6 +78,9 @@ class HyperParam:
             d["choices"] = list(self.choices)
         else:
             d.update(low=self.low, high=self.high, log=self.log)
+            if self.tune is not None:
+                d["tune"] = list(self.tune)
+        d["tunable"] = self.tunable
         return d
 
 

@@ -98,33 +98,80 @@ def one_hot(n: int, index: int) -> torch.Tensor:
 @register_strategy
 class EASRec(DifferentiableStrategy):
     name = "easrec"
-    summary = ("Gumbel-softmax width (shared) and depth controllers, data-aware FFN gates, LinRec attention, "
-               "dynamic FLOPs constraint scaled by the hard depth; bilevel; early stop; argmax, inherited retrain")
+    summary = (
+        "Gumbel-softmax width (shared) and depth controllers, data-aware FFN gates, LinRec attention, "
+        "dynamic FLOPs constraint scaled by the hard depth; bilevel; early stop; argmax, inherited retrain"
+    )
     hyperparams: ClassVar[tuple[HyperParam, ...]] = COMMON_PARAMS + (
-        HyperParam("tau_initial", "float", 1.0, 0.01, 100.0, log=True,
-                   help="Gumbel-softmax temperature of search epoch 0"),
-        HyperParam("tau_final", "float", 0.1, 0.001, 10.0, log=True,
-                   help="lowest temperature: tau_e = max(tau_final, tau_initial * tau_decay ** e)"),
-        HyperParam("tau_decay", "float", 0.8, 0.01, 1.0, help="per-epoch factor of the temperature"),
-        HyperParam("lam", "float", 0.1, 0.0, 10.0, help="weight of the FLOPs constraint lam * s * E[F] / B"),
-        HyperParam("constraint", "categorical", "dynamic", choices=("dynamic", "static", "none"),
-                   help="dynamic: scaled by argmax depth / max depth (s = d*/D); static: s = 1; none: no term"),
-        HyperParam("gates", "categorical", "two", choices=tuple(GATES),
-                   help="data-aware gates on the FFN: none, the first dense layer, or both (kept in the arch)"),
-        HyperParam("attention", "categorical", "linear", choices=("linear", "softmax"),
-                   help="the attention kind (fixed, not searched): linear = LinRec"),
-        HyperParam("per_block_width", "bool", False,
-                   help="one width controller per block (default: one shared by all blocks, uniform widths)"),
-        HyperParam("search_patience", "int", 3, 0, 1000,
-                   help="stop the search when the argmax arch has not changed for this many epochs "
-                        "after the warm-up (0: never)"),
+        HyperParam(
+            "tau_initial",
+            "float",
+            1.0,
+            0.01,
+            100.0,
+            log=True,
+            help="Gumbel-softmax temperature of search epoch 0",
+            tune=(0.5, 5.0),
+        ),
+        HyperParam(
+            "tau_final",
+            "float",
+            0.1,
+            0.001,
+            10.0,
+            log=True,
+            help="lowest temperature: tau_e = max(tau_final, tau_initial * tau_decay ** e)",
+            tune=(0.01, 0.5),
+        ),
+        HyperParam("tau_decay", "float", 0.8, 0.01, 1.0, help="per-epoch factor of the temperature", tune=(0.5, 0.95)),
+        HyperParam(
+            "lam", "float", 0.1, 0.0, 10.0, help="weight of the FLOPs constraint lam * s * E[F] / B", tune=(0.0, 1.0)
+        ),
+        HyperParam(
+            "constraint",
+            "categorical",
+            "dynamic",
+            choices=("dynamic", "static", "none"),
+            help="dynamic: scaled by argmax depth / max depth (s = d*/D); static: s = 1; none: no term",
+        ),
+        HyperParam(
+            "gates",
+            "categorical",
+            "two",
+            choices=tuple(GATES),
+            help="data-aware gates on the FFN: none, the first dense layer, or both (kept in the arch)",
+        ),
+        HyperParam(
+            "attention",
+            "categorical",
+            "linear",
+            choices=("linear", "softmax"),
+            help="the attention kind (fixed, not searched): linear = LinRec",
+        ),
+        HyperParam(
+            "per_block_width",
+            "bool",
+            False,
+            help="one width controller per block (default: one shared by all blocks, uniform widths)",
+        ),
+        HyperParam(
+            "search_patience",
+            "int",
+            3,
+            0,
+            1000,
+            help="stop the search when the argmax arch has not changed for this many epochs "
+            "after the warm-up (0: never)",
+            tunable=False,
+        ),
     )
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         if self.params["tau_final"] > self.params["tau_initial"]:
-            raise ConfigError(f"easrec: tau_final={self.params['tau_final']} exceeds "
-                              f"tau_initial={self.params['tau_initial']}")
+            raise ConfigError(
+                f"easrec: tau_final={self.params['tau_final']} exceeds tau_initial={self.params['tau_initial']}"
+            )
         self._tau = self.temperature(0)
         self._tied = not self.params["per_block_width"]
         self._hard_depth_index = 0  # argmax of the depth logits at the last arch step
@@ -143,8 +190,10 @@ class EASRec(DifferentiableStrategy):
     def check_space(self, space: SearchSpace) -> None:
         check_mixable(space)
         if self.params["attention"] not in space.attentions:
-            raise ConfigError(f"easrec: attention={self.params['attention']!r} is not a choice of space "
-                              f"{space.name!r} (it has {list(space.attentions)}); pick one with --set attention=...")
+            raise ConfigError(
+                f"easrec: attention={self.params['attention']!r} is not a choice of space "
+                f"{space.name!r} (it has {list(space.attentions)}); pick one with --set attention=..."
+            )
 
     def tied(self, space: SearchSpace) -> bool:
         """Whether one width controller is shared by every block."""
@@ -164,14 +213,22 @@ class EASRec(DifferentiableStrategy):
         self._tau = tau = self.temperature(epoch)
         if arch_step:
             self._hard_depth_index = int(logits.depth.detach().argmax())
-        return ChoiceWeights(gumbel_softmax(logits.hidden, tau), self._inner(logits.inner, True, tau),
-                             gumbel_softmax(logits.depth, tau), self._attention_weights(logits))
+        return ChoiceWeights(
+            gumbel_softmax(logits.hidden, tau),
+            self._inner(logits.inner, True, tau),
+            gumbel_softmax(logits.depth, tau),
+            self._attention_weights(logits),
+        )
 
     def final_weights(self, logits: ArchLogits) -> ChoiceWeights:
         """Noise-free softmax(alpha / tau) at the last epoch's temperature (attention: the fixed one-hot)."""
         tau = self._tau
-        return ChoiceWeights(torch.softmax(logits.hidden / tau, -1), self._inner(logits.inner, False, tau),
-                             torch.softmax(logits.depth / tau, -1), self._attention_weights(logits))
+        return ChoiceWeights(
+            torch.softmax(logits.hidden / tau, -1),
+            self._inner(logits.inner, False, tau),
+            torch.softmax(logits.depth / tau, -1),
+            self._attention_weights(logits),
+        )
 
     def resource_loss(self, ctx: SearchContext, weights: ChoiceWeights) -> torch.Tensor | None:
         return self.resource_term(ctx, weights, ctx.space.depths[self._hard_depth_index])
@@ -188,8 +245,11 @@ class EASRec(DifferentiableStrategy):
     def end_epoch(self, ctx: SearchContext, logits: ArchLogits, epoch: int) -> dict[str, Any]:
         with torch.no_grad():
             arch = argmax_arch(ctx.space, self.final_weights(logits), self.n_gates())
-        return {"tau": self._tau, "hard_depth": ctx.space.depths[int(logits.depth.detach().argmax())],
-                "argmax_flops": ctx.flops(arch)}
+        return {
+            "tau": self._tau,
+            "hard_depth": ctx.space.depths[int(logits.depth.detach().argmax())],
+            "argmax_flops": ctx.flops(arch),
+        }
 
     def should_stop(self, trace: list[dict[str, Any]]) -> bool:
         patience = int(self.params["search_patience"])
@@ -198,7 +258,7 @@ class EASRec(DifferentiableStrategy):
         searched = [row["argmax"] for row in trace if row["epoch"] > self.params["warmup_epochs"]]
         if len(searched) < patience + 1:
             return False
-        last = searched[-(patience + 1):]
+        last = searched[-(patience + 1) :]
         return all(a == last[0] for a in last)
 
     def strategy_state(self) -> dict[str, Any]:
@@ -219,9 +279,11 @@ class EASRec(DifferentiableStrategy):
     def search(self, ctx: SearchContext) -> SearchResult:
         self.prepare(ctx.space)
         if ctx.supernet.dims.gates != self.n_gates():
-            raise ConfigError(f"easrec: the supernet holds {ctx.supernet.dims.gates} gate(s) but gates="
-                              f"{self.params['gates']!r} needs {self.n_gates()}; build it from "
-                              "strategy.supernet_dims(ModelDims.for_space(...)) as run_search does")
+            raise ConfigError(
+                f"easrec: the supernet holds {ctx.supernet.dims.gates} gate(s) but gates="
+                f"{self.params['gates']!r} needs {self.n_gates()}; build it from "
+                "strategy.supernet_dims(ModelDims.for_space(...)) as run_search does"
+            )
         self._check_gated_budget(ctx)
         result = super().search(ctx)
         if result.preference is not None:
@@ -245,15 +307,21 @@ class EASRec(DifferentiableStrategy):
             return
         space = ctx.space
         cheapest = min(
-            (Arch(space.depths[0], h, (min(space.inner_widths(h)),) * space.depths[0], e, heads, kind, gates)
-             for h in space.hiddens for e in space.embedding_widths(h) for heads in space.heads
-             for kind in space.attentions),
-            key=lambda a: (ctx.flops(a), a.to_json()))
+            (
+                Arch(space.depths[0], h, (min(space.inner_widths(h)),) * space.depths[0], e, heads, kind, gates)
+                for h in space.hiddens
+                for e in space.embedding_widths(h)
+                for heads in space.heads
+                for kind in space.attentions
+            ),
+            key=lambda a: (ctx.flops(a), a.to_json()),
+        )
         if ctx.flops(cheapest) > ctx.budget_flops:
-            raise ConfigError(f"easrec: --budget-flops {ctx.budget_flops:.4g} is below the smallest arch with "
-                              f"{self.params['gates']} data-aware gate(s): {ctx.flops(cheapest):,} FLOPs "
-                              f"({cheapest.label}); raise the budget or --set gates=none")
+            raise ConfigError(
+                f"easrec: --budget-flops {ctx.budget_flops:.4g} is below the smallest arch with "
+                f"{self.params['gates']} data-aware gate(s): {ctx.flops(cheapest):,} FLOPs "
+                f"({cheapest.label}); raise the budget or --set gates=none"
+            )
 
     def derive(self, ctx: SearchContext, weights: ChoiceWeights) -> Arch:
         return argmax_arch(ctx.space, weights, self.n_gates())
-

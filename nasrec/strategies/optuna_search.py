@@ -107,13 +107,24 @@ class OptunaSearch(RandomSearch):
     """Shares the candidate training and scoring of `random`; only the proposals differ."""
 
     name = "optuna"
-    summary = ("NSGA-II (Optuna) over the space's choices, arch-valid NDCG@10 up and FLOPs down; each "
-               "proposal within the budget trained briefly from scratch, best arch-valid NDCG@10 wins")
+    summary = (
+        "NSGA-II (Optuna) over the space's choices, arch-valid NDCG@10 up and FLOPs down; each "
+        "proposal within the budget trained briefly from scratch, best arch-valid NDCG@10 wins"
+    )
     hyperparams: ClassVar[tuple[HyperParam, ...]] = (
-        HyperParam("n_trials", "int", 8, 1, 1000, help="archs within the budget trained and scored"),
-        HyperParam("epochs_per_candidate", "int", 1, 1, 100,
-                   help="training epochs of each candidate on the search-train windows"),
-        HyperParam("population_size", "int", 8, 2, 1000, help="NSGA-II population (the first one is random)"),
+        HyperParam("n_trials", "int", 8, 1, 1000, help="archs within the budget trained and scored", tunable=False),
+        HyperParam(
+            "epochs_per_candidate",
+            "int",
+            1,
+            1,
+            100,
+            help="training epochs of each candidate on the search-train windows",
+            tunable=False,
+        ),
+        HyperParam(
+            "population_size", "int", 8, 2, 1000, help="NSGA-II population (the first one is random)", tunable=False
+        ),
     )
     trains_supernet = False
 
@@ -123,8 +134,10 @@ class OptunaSearch(RandomSearch):
     def _feasible(self, ctx: SearchContext) -> list[Arch]:
         feasible = sorted((a for a in ctx.space if ctx.flops(a) <= ctx.budget_flops), key=Arch.to_json)
         if not feasible:  # the pipeline checks the budget first; this guards direct use
-            raise ConfigError(f"strategy 'optuna': no arch of space {ctx.space.name!r} is within the "
-                              f"budget of {ctx.budget_flops:.4g} FLOPs")
+            raise ConfigError(
+                f"strategy 'optuna': no arch of space {ctx.space.name!r} is within the "
+                f"budget of {ctx.budget_flops:.4g} FLOPs"
+            )
         return feasible
 
     def candidates(self, ctx: SearchContext) -> list[Arch]:  # `random`'s sampling does not apply
@@ -143,8 +156,10 @@ class OptunaSearch(RandomSearch):
 
     def _search(self, ctx: SearchContext) -> SearchResult:
         if len(ctx.arch_valid) == 0:
-            raise DataError("strategy 'optuna': no arch-validation rows (every user history is too short "
-                            "to hold one item out of training)")
+            raise DataError(
+                "strategy 'optuna': no arch-validation rows (every user history is too short "
+                "to hold one item out of training)"
+            )
         feasible = self._feasible(ctx)
         target = min(self.params["n_trials"], len(feasible))
         signature = {"budget": ctx.budget_flops, "space": ctx.space.name, "seed": ctx.seed, "params": self.params}
@@ -155,8 +170,10 @@ class OptunaSearch(RandomSearch):
         if saved is not None:
             _, state = saved
             if state.get("signature") != signature:
-                raise ConfigError("--resume: the checkpointed optuna search was run with other options; "
-                                  "use the same options or another --out")
+                raise ConfigError(
+                    "--resume: the checkpointed optuna search was run with other options; "
+                    "use the same options or another --out"
+                )
             study, trace, counters = pickle.loads(state["study"]), list(state["trace"]), dict(state["counters"])
         if study is None:
             study = self._new_study(ctx.seed)
@@ -190,8 +207,9 @@ class OptunaSearch(RandomSearch):
             study.tell(trial, [row[SELECTION_METRIC], float(flops)])
             trace.append(row)
             scores[key] = row
-            ctx.save_state(len(trace), {"signature": signature, "study": pickle.dumps(study), "trace": trace,
-                                        "counters": counters})
+            ctx.save_state(
+                len(trace), {"signature": signature, "study": pickle.dumps(study), "trace": trace, "counters": counters}
+            )
             if ctx.on_epoch is not None:
                 ctx.on_epoch(len(trace), row)
 
@@ -202,5 +220,11 @@ class OptunaSearch(RandomSearch):
             arch=Arch.from_dict(best["arch"]),
             preference=lambda a: preference.get(a.to_json(), float("-inf")),
             trace=trace,
-            extra={"evaluated": len(trace), "best_" + SELECTION_METRIC: best[SELECTION_METRIC],
-                   "front": [trace[i]["candidate"] for i in sorted(front)], "sampler": "NSGA-II", **counters})
+            extra={
+                "evaluated": len(trace),
+                "best_" + SELECTION_METRIC: best[SELECTION_METRIC],
+                "front": [trace[i]["candidate"] for i in sorted(front)],
+                "sampler": "NSGA-II",
+                **counters,
+            },
+        )

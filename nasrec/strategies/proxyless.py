@@ -113,15 +113,31 @@ def two_path_gate(logits: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
 @register_strategy
 class Proxyless(DifferentiableStrategy):
     name = "proxyless"
-    summary = ("one sampled path per step with binary gates (two-path gradient to alpha); arch steps on "
-               "arch-valid after warm-up; expected-FLOPs resource term; argmax")
+    summary = (
+        "one sampled path per step with binary gates (two-path gradient to alpha); arch steps on "
+        "arch-valid after warm-up; expected-FLOPs resource term; argmax"
+    )
     hyperparams: ClassVar[tuple[HyperParam, ...]] = COMMON_PARAMS + (  # warmup_epochs: 1
-        HyperParam("lam", "float", 0.1, 0.0, 10.0,
-                   help="weight of the additive resource term lam * (E[FLOPs] - B) / B"),
-        HyperParam("resource_form", "categorical", "additive", choices=("additive", "multiplicative"),
-                   help="additive: CE + lam*(E[F]-B)/B; multiplicative: CE * (E[F]/B)^beta in log form, "
-                        "CE + beta*log(E[F]/B) (lam unused)"),
-        HyperParam("beta", "float", 0.6, 0.0, 5.0, help="exponent of the multiplicative resource form"),
+        HyperParam(
+            "lam",
+            "float",
+            0.1,
+            0.0,
+            10.0,
+            help="weight of the additive resource term lam * (E[FLOPs] - B) / B",
+            tune=(0.0, 1.0),
+        ),
+        HyperParam(
+            "resource_form",
+            "categorical",
+            "additive",
+            choices=("additive", "multiplicative"),
+            help="additive: CE + lam*(E[F]-B)/B; multiplicative: CE * (E[F]/B)^beta in log form, "
+            "CE + beta*log(E[F]/B) (lam unused)",
+        ),
+        HyperParam(
+            "beta", "float", 0.6, 0.0, 5.0, help="exponent of the multiplicative resource form", tune=(0.1, 2.0)
+        ),
     )
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
@@ -139,8 +155,9 @@ class Proxyless(DifferentiableStrategy):
                 inner = row.expand_as(probs.inner).clone()
             else:
                 inner = torch.stack([sample_one_hot(r) for r in probs.inner])
-            return ChoiceWeights(sample_one_hot(probs.hidden), inner, sample_one_hot(probs.depth),
-                                 sample_one_hot(probs.attention))
+            return ChoiceWeights(
+                sample_one_hot(probs.hidden), inner, sample_one_hot(probs.depth), sample_one_hot(probs.attention)
+            )
 
         self._probs = probs
         hidden, hidden_pair = two_path_gate(logits.hidden)

@@ -32,9 +32,9 @@ class RandomSearch(Strategy):
     summary = ("uniform sample of archs within the budget, each trained briefly from scratch, "
                "best arch-valid NDCG@10 wins")
     hyperparams: ClassVar[tuple[HyperParam, ...]] = (
-        HyperParam("n_candidates", "int", 8, 1, 1000, help="distinct archs sampled within the budget"),
+        HyperParam("n_candidates", "int", 8, 1, 1000, help="distinct archs sampled within the budget", tunable=False),
         HyperParam("epochs_per_candidate", "int", 1, 1, 100,
-                   help="training epochs of each candidate on the search-train windows"),
+                   help="training epochs of each candidate on the search-train windows", tunable=False),
     )
     trains_supernet = False
 

@@ -61,17 +61,44 @@ Choice = tuple[str, int | None]  # ("hidden" | "depth" | "attention" | "inner", 
 @register_strategy
 class RecNAS(DifferentiableStrategy):
     name = "recnas"
-    summary = ("softmax mixture with geometrically annealed temperature, progressive pruning of weak "
-               "candidates and of costly ones until the argmax arch meets the FLOPs budget; surviving argmax")
+    summary = (
+        "softmax mixture with geometrically annealed temperature, progressive pruning of weak "
+        "candidates and of costly ones until the argmax arch meets the FLOPs budget; surviving argmax"
+    )
     hyperparams: ClassVar[tuple[HyperParam, ...]] = COMMON_PARAMS + (
-        HyperParam("temperature_start", "float", 5.0, 0.01, 100.0, log=True,
-                   help="softmax temperature of the first search epoch"),
-        HyperParam("temperature_end", "float", 0.1, 0.001, 10.0, log=True,
-                   help="softmax temperature of the last search epoch (geometric annealing in between)"),
-        HyperParam("prune_every", "int", 1, 1, 100, help="epochs between pruning rounds (after the warm-up)"),
-        HyperParam("prune_threshold", "float", 0.05, 0.0, 0.5,
-                   help="a candidate whose weight in its choice falls below this is pruned "
-                        "(at most one per choice per round, never the last one)"),
+        HyperParam(
+            "temperature_start",
+            "float",
+            5.0,
+            0.01,
+            100.0,
+            log=True,
+            help="softmax temperature of the first search epoch",
+            tune=(1.0, 10.0),
+        ),
+        HyperParam(
+            "temperature_end",
+            "float",
+            0.1,
+            0.001,
+            10.0,
+            log=True,
+            help="softmax temperature of the last search epoch (geometric annealing in between)",
+            tune=(0.01, 0.5),
+        ),
+        HyperParam(
+            "prune_every", "int", 1, 1, 100, help="epochs between pruning rounds (after the warm-up)", tune=(1, 3)
+        ),
+        HyperParam(
+            "prune_threshold",
+            "float",
+            0.05,
+            0.0,
+            0.5,
+            help="a candidate whose weight in its choice falls below this is pruned "
+            "(at most one per choice per round, never the last one)",
+            tune=(0.01, 0.2),
+        ),
     )
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
@@ -108,8 +135,12 @@ class RecNAS(DifferentiableStrategy):
             return torch.softmax(t.masked_fill(~mask, float("-inf")) / temperature, dim=-1)
 
         m = self._masks
-        return ChoiceWeights(sm(logits.hidden, m["hidden"]), sm(logits.inner, m["inner"]),
-                             sm(logits.depth, m["depth"]), sm(logits.attention, m["attention"]))
+        return ChoiceWeights(
+            sm(logits.hidden, m["hidden"]),
+            sm(logits.inner, m["inner"]),
+            sm(logits.depth, m["depth"]),
+            sm(logits.attention, m["attention"]),
+        )
 
     # -- hooks of the bilevel loop -------------------------------------------------------------------
     def search(self, ctx: SearchContext) -> SearchResult:
@@ -125,9 +156,12 @@ class RecNAS(DifferentiableStrategy):
         if not arch_step:
             return w
         # per candidate, so that a pruned width/kind is skipped although the others carry grad
-        return ChoiceWeights(per_candidate(w.hidden, self._masks["hidden"].tolist()),  # type: ignore[arg-type]
-                             w.inner, w.depth,
-                             per_candidate(w.attention, self._masks["attention"].tolist()))  # type: ignore[arg-type]
+        return ChoiceWeights(
+            per_candidate(w.hidden, self._masks["hidden"].tolist()),  # type: ignore[arg-type]
+            w.inner,
+            w.depth,
+            per_candidate(w.attention, self._masks["attention"].tolist()),
+        )  # type: ignore[arg-type]
 
     def final_weights(self, logits: ArchLogits) -> ChoiceWeights:
         return self.masked_weights(logits, self._temperature)
@@ -214,10 +248,12 @@ class RecNAS(DifferentiableStrategy):
             return {str(k): bool(v) for k, v in zip(labels, m, strict=True)}
 
         inner_labels = space.inner_widths(space.hiddens[0])
-        return {"hidden": row(self._masks["hidden"], space.hiddens),
-                "depth": row(self._masks["depth"], space.depths),
-                "attention": row(self._masks["attention"], space.attentions),
-                "inner": [row(m, inner_labels) for m in self._masks["inner"]]}
+        return {
+            "hidden": row(self._masks["hidden"], space.hiddens),
+            "depth": row(self._masks["depth"], space.depths),
+            "attention": row(self._masks["attention"], space.attentions),
+            "inner": [row(m, inner_labels) for m in self._masks["inner"]],
+        }
 
     # -- costs ---------------------------------------------------------------------------------------
     def _arch(self, sel: dict[Choice, int]) -> Arch:
@@ -230,8 +266,15 @@ class RecNAS(DifferentiableStrategy):
             inner = tuple(widths[sel[("inner", b)]] for b in range(d))
         else:
             inner = (widths[sel[("inner", None)]],) * d
-        return Arch(d, h, inner, space.embedding_widths(h)[0], space.heads[0],
-                    space.attentions[sel[("attention", None)]], gates=self.n_gates())
+        return Arch(
+            d,
+            h,
+            inner,
+            space.embedding_widths(h)[0],
+            space.heads[0],
+            space.attentions[sel[("attention", None)]],
+            gates=self.n_gates(),
+        )
 
     def _cheapest_flops(self, ctx: SearchContext) -> float:
         """FLOPs of the cheapest arch built from surviving candidates (exact; see the module doc)."""
@@ -247,8 +290,15 @@ class RecNAS(DifferentiableStrategy):
                 else:
                     inner = (min(widths[k] for k in self._alive(("inner", None))),) * d
                 for ai in self._alive(("attention", None)):
-                    arch = Arch(d, h, inner, space.embedding_widths(h)[0], space.heads[0], space.attentions[ai],
-                                gates=self.n_gates())
+                    arch = Arch(
+                        d,
+                        h,
+                        inner,
+                        space.embedding_widths(h)[0],
+                        space.heads[0],
+                        space.attentions[ai],
+                        gates=self.n_gates(),
+                    )
                     best = min(best, float(ctx.flops(arch)))
         return best
 
@@ -314,5 +364,13 @@ class RecNAS(DifferentiableStrategy):
                 return events
             rank, choice, k, target = best
             self._set_pruned(choice, k)
-            events.append({**self._label(choice, k), "reason": "budget", "weight": round(weights[choice][k], 6),
-                           "argmax_flops": flops, "move_flops": target, "flops_per_weight": rank[0]})
+            events.append(
+                {
+                    **self._label(choice, k),
+                    "reason": "budget",
+                    "weight": round(weights[choice][k], 6),
+                    "argmax_flops": flops,
+                    "move_flops": target,
+                    "flops_per_weight": rank[0],
+                }
+            )
