@@ -6,6 +6,7 @@
 #   EXCLUDE_HISTORY=1 bash benchmarks/recbole_peer/run_nasrec.sh benchmarks/out/recbole_peer/nasrec-exclude-history
 # History items stay in the ranking by default, as in RecBole's full ranking of sequential models (its
 # FullSortEvalDataLoader passes no history mask for them); EXCLUDE_HISTORY=1 drops them (not like-for-like).
+# EXTRA_ARGS="--patience 50" appends options (a repeated option's last value wins), for diagnostic runs.
 # Besides nasrec's OUT/result.json, writes OUT/epochs.tsv: per epoch, the CPU seconds of the nasrec process
 # and the 1-minute load average, sampled when the epoch's log line appears (~0.2 s resolution).
 set -euo pipefail
@@ -19,7 +20,7 @@ log="$out/train.log"
 tsv="$out/epochs.tsv"
 cmd=(.venv/bin/nasrec train --data ../shared/data/ml-100k/ml-100k.inter --space benchmarks/spaces/sasrec-ml100k.yaml
      --arch max --epochs 200 --patience 10 --batch-size 128 --lr 1e-3 --seed 0 --min-seq-len 3 "$hist"
-     --threads 1 --out "$out")
+     --threads 1 --out "$out" ${EXTRA_ARGS:-})
 echo "${cmd[*]}" | tee "$out/command.txt"
 tick=$(getconf CLK_TCK)
 start=$(date +%s.%N)

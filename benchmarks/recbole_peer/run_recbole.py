@@ -125,14 +125,14 @@ def dump_sequences(train_ds, valid_ds, test_ds, path: Path) -> dict:
 
     seqs: dict[int, list[int]] = {}
     u, t, lst, n = rows(train_ds)
-    for uid, target, items, length in zip(u, t, lst, n):
+    for uid, target, items, length in zip(u, t, lst, n, strict=True):
         if uid not in seqs:
             assert length == 1, "a user's first training prefix is not of length 1"
             seqs[uid] = [int(items[0])]
         seqs[uid].append(int(target))
     for ds in (valid_ds, test_ds):
         u, t, lst, n = rows(ds)
-        for uid, target, items, length in zip(u, t, lst, n):
+        for uid, target, items, length in zip(u, t, lst, n, strict=True):
             if ds is test_ds:
                 assert seqs[uid][-int(length):] == [int(x) for x in items[:length]], "test history mismatch"
             seqs[uid].append(int(target))
@@ -191,7 +191,8 @@ def main() -> None:
                    if k not in ("data_path", "checkpoint_dir")},
         "time_basis": "cumulative_seconds: wall time from Trainer.fit() start to the end of each epoch's "
                       "validation (train + valid + best-model checkpointing); excludes data loading, "
-                      "dataset build and model construction (setup_seconds). cumulative_cpu_seconds: CPU time of the process over the same span "
+                      "dataset build and model construction (setup_seconds). "
+                      "cumulative_cpu_seconds: CPU time of the process over the same span "
                       "(one compute thread, so a measure that other jobs on the shared cores barely move)",
         "train": {"setup_seconds": setup_seconds, "history": history},
     }
