@@ -78,6 +78,8 @@ def train(
     kcore: Annotated[int, typer.Option(min=0)] = 0,
     exclude_history: Annotated[bool, typer.Option(help="Drop history items from the full ranking.")] = False,
     all_windows: Annotated[bool, typer.Option(help="Use every max_len window of long histories.")] = True,
+    window_stride: Annotated[int | None, typer.Option(min=1, help="Step between training windows (default "
+                                                      "max_len); smaller: overlapping windows, more context.")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/train"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
@@ -86,7 +88,8 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
-                         exclude_history=exclude_history, all_windows=all_windows)
+                         exclude_history=exclude_history, all_windows=all_windows,
+                         window_stride=window_stride)
     data_opts = api.DataOptions(source=data, format=format, min_seq_len=min_seq_len, kcore=kcore)
     with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console, transient=False) as progress:
@@ -164,6 +167,8 @@ def search(
     retrain_from_scratch: bool = False,
     exclude_history: bool = False,
     all_windows: Annotated[bool, typer.Option(help="Use every max_len window of long histories.")] = True,
+    window_stride: Annotated[int | None, typer.Option(min=1, help="Step between training windows (default "
+                                                      "max_len); smaller: overlapping windows, more context.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Strategy hyper-parameter key=value "
                                                    "(held fixed in trials).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads of a single run (trials use "
@@ -202,7 +207,8 @@ def search(
                               space=space, params=_parse_sets(set_ or []), max_len=max_len,
                               search_epochs=search_epochs, retrain_epochs=retrain_epochs, batch_size=batch_size,
                               lr=lr, patience=patience, seed=seed, retrain_from_scratch=retrain_from_scratch,
-                              exclude_history=exclude_history, all_windows=all_windows)
+                              exclude_history=exclude_history, all_windows=all_windows,
+                              window_stride=window_stride)
         _search_trials(api.DataOptions(source=data, format=format), config, names, budgets, out=out,
                        trials=trials, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
                        gpus_per_trial=gpus_per_trial, objective=objective, early_stop=early_stop,
@@ -215,7 +221,7 @@ def search(
                           params=_parse_sets(set_ or []), max_len=max_len, search_epochs=search_epochs,
                           retrain_epochs=retrain_epochs, batch_size=batch_size, lr=lr, patience=patience,
                           seed=seed, retrain_from_scratch=retrain_from_scratch, exclude_history=exclude_history,
-                          all_windows=all_windows)
+                          all_windows=all_windows, window_stride=window_stride)
     with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.description}"), console=console) as progress:
         tasks: dict[str, Any] = {}

@@ -57,6 +57,7 @@ class SearchConfig:
     retrain_from_scratch: bool = False
     exclude_history: bool = False
     all_windows: bool = True  # long histories contribute every max_len window (search and retrain)
+    window_stride: int | None = None  # overlapping windows (see nasrec.data.training_windows)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,7 +174,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
                             budget_flops=config.budget_flops, epochs=config.search_epochs,
                             batch_size=config.batch_size, lr=config.lr, seed=config.seed, flops=flops,
                             checkpoint=out / "search_checkpoint.pt", on_epoch=on_search_epoch,
-                            resume=resume, all_windows=config.all_windows)
+                            resume=resume, all_windows=config.all_windows, window_stride=config.window_stride)
         notify("search", {"strategy": strategy.name, "params": strategy.params, "steps": strategy.progress_steps(ctx)})
         start = time.perf_counter()
         result: SearchResult = strategy.search(ctx)
@@ -196,7 +197,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
 
     train_config = TrainConfig(epochs=config.retrain_epochs, batch_size=config.batch_size, lr=config.lr,
                                patience=config.patience, seed=config.seed, exclude_history=config.exclude_history,
-                               all_windows=config.all_windows)
+                               all_windows=config.all_windows, window_stride=config.window_stride)
     inherit = strategy.trains_supernet and not config.retrain_from_scratch
     if inherit:
         model = export(supernet, chosen)

@@ -41,6 +41,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     all_windows: bool = True  # long histories contribute every max_len window, not only the last
+    window_stride: int | None = None  # < max_len: overlapping windows, each target once with more context
     exclude_history: bool = False  # drop history items from the full ranking
     eval_batch_size: int = 256
     seed: int = 0
@@ -130,7 +131,8 @@ def train_arch(model: ElasticSASRec, arch: Arch, train_sequences: list[np.ndarra
                ) -> TrainState:
     """Train `arch` of `model` in place; on return the model holds the best-validation weights."""
     torch.manual_seed(config.seed)
-    inputs, targets = training_windows(train_sequences, max_len, all_windows=config.all_windows)
+    inputs, targets = training_windows(train_sequences, max_len, all_windows=config.all_windows,
+                                       stride=config.window_stride)
     loader = WindowLoader(inputs, targets, config.batch_size, seed=config.seed)
     optimizer = make_adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = TrainState()

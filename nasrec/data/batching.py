@@ -37,20 +37,26 @@ def _flatten(sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def training_windows(
-    sequences: list[np.ndarray], max_len: int, *, all_windows: bool = True
+    sequences: list[np.ndarray], max_len: int, *, all_windows: bool = True, stride: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-item windows: input t[:-1], target t[1:] per sequence, cut into rows of max_len.
 
     The last window of a sequence covers its most recent max_len positions. With `all_windows`, a
-    longer history also gives the earlier non-overlapping windows (stepping back max_len each time,
-    a short remainder included), so long histories are used, not truncated. Windows come sequence by
-    sequence, oldest first. Sequences shorter than 2 give nothing. Target is 0 where input is padding.
+    longer history also gives earlier windows, stepping back `stride` positions each time (default
+    max_len: non-overlapping), so long histories are used, not truncated. With a smaller stride the
+    windows overlap and each keeps only the targets of its last `stride` positions (the oldest window
+    keeps all): every target is still trained once, but with at least max_len - stride items of
+    context instead of as few as none. Windows come sequence by sequence, oldest first. Sequences
+    shorter than 2 give nothing. Target is 0 where input is padding or the target belongs to another window.
     """
     _check_max_len(max_len)
+    stride = max_len if stride is None else stride
+    if not 1 <= stride <= max_len:
+        raise ConfigError(f"window stride={stride}: expected an integer in 1..max_len ({max_len})")
     flat, offsets, lengths = _flatten(sequences)
     steps = np.maximum(lengths - 1, 0)  # input positions per sequence
     if all_windows:
-        n_windows = -(-steps // max_len)  # ceil
+        n_windows = -(-steps // stride)  # ceil
     else:
         n_windows = (steps > 0).astype(np.int64)
     seq_of = np.repeat(np.arange(len(sequences), dtype=np.int64), n_windows)
@@ -58,11 +64,13 @@ def training_windows(
     first = np.cumsum(n_windows) - n_windows
     order = np.arange(len(seq_of), dtype=np.int64) - np.repeat(first, n_windows)
     back = n_windows[seq_of] - 1 - order
-    ends = steps[seq_of] - back * max_len
+    ends = steps[seq_of] - back * stride
     starts = np.maximum(ends - max_len, 0)
     base = offsets[seq_of]
     inputs = _right_aligned(flat, base + starts, base + ends, max_len)
     targets = _right_aligned(flat, base + starts + 1, base + ends + 1, max_len)
+    if stride < max_len:  # overlapping windows: a target older than the last `stride` belongs to an older window
+        targets[(order > 0)[:, None] & (np.arange(max_len) < max_len - stride)[None, :]] = 0
     return torch.from_numpy(inputs), torch.from_numpy(targets)
 
 

@@ -125,6 +125,7 @@ class SearchContext:
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None
     resume: bool = False
     all_windows: bool = True
+    window_stride: int | None = None
     source: BatchSource = field(default_factory=BatchSource)
     _train_loader: WindowLoader | None = None
     _arch_inputs: torch.Tensor | None = None
@@ -133,7 +134,8 @@ class SearchContext:
         if len(self.arch_valid.targets) == 0:
             raise DataError("no arch-validation rows: every user is too short to hold one out of the training part "
                             "(search needs users with at least 5 interactions)")
-        inputs, targets = training_windows(self.search_train, self.max_len, all_windows=self.all_windows)
+        inputs, targets = training_windows(self.search_train, self.max_len, all_windows=self.all_windows,
+                                           stride=self.window_stride)
         self._train_loader = WindowLoader(inputs, targets, self.batch_size, seed=self.seed)
         self._arch_inputs = eval_inputs(self.arch_valid.inputs, self.max_len)
         self.supernet.input_observer = self.source.saw

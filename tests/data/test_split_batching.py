@@ -145,3 +145,20 @@ def test_eval_inputs_and_history_matrix() -> None:
     assert m[0].nonzero().flatten().tolist() == [1, 2, 3, 4, 5]
     assert m[1].nonzero().flatten().tolist() == [7]
     assert not m[2].any() and not m[:, 0].any()
+
+
+def test_overlapping_windows_train_every_target_once_with_more_context() -> None:
+    seqs = [np.arange(1, 24, dtype=np.int64), np.arange(100, 104, dtype=np.int64), np.array([7], dtype=np.int64)]
+    expected = sorted(list(range(2, 24)) + [101, 102, 103])
+    for stride in (None, 5, 3, 1):
+        inputs, targets = training_windows(seqs, 5, stride=stride)
+        assert sorted(targets[targets > 0].tolist()) == expected  # each target exactly once
+        assert ((targets > 0) <= (inputs > 0)).all()
+    inputs, targets = training_windows(seqs, 5, stride=2)
+    # every kept target of a non-oldest window has at least max_len - stride = 3 items of context
+    for row_in, row_t in zip(inputs, targets, strict=True):
+        for col in torch.nonzero(row_t).flatten().tolist():
+            context = int((row_in[: col + 1] > 0).sum())
+            assert context >= 3 or row_in[0] == 0
+    with pytest.raises(ConfigError, match="stride"):
+        training_windows(seqs, 5, stride=6)

@@ -31,9 +31,9 @@ def test_param_space_follows_the_hyperparam_declaration():
     space = param_space("darts")
     declared = {p.name: p for p in get_strategy("darts").hyperparams}
     assert set(space) == set(declared) | {"lr"}
-    assert space["arch_lr"] == FloatDistribution(declared["arch_lr"].low, declared["arch_lr"].high, log=True)
-    assert space["warmup_epochs"] == IntDistribution(int(declared["warmup_epochs"].low),
-                                                     int(declared["warmup_epochs"].high))
+    # the declared tuning range when there is one (the validity range [low, high] otherwise)
+    assert space["arch_lr"] == FloatDistribution(*declared["arch_lr"].tune, log=True)
+    assert space["warmup_epochs"] == IntDistribution(*(int(v) for v in declared["warmup_epochs"].tune))
     assert space["lr"] == FloatDistribution(*LR_RANGE, log=True)
 
     easrec = param_space("easrec")
