@@ -10,33 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from nasrec import cli
-from nasrec.data import SyntheticConfig, generate_synthetic
 from nasrec.errors import NasrecError
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared CPU: one torch thread is many times faster than several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def data_file(tmp_path_factory) -> Path:
-    data = generate_synthetic(SyntheticConfig(n_users=150, n_items=200, mean_len=10, seed=2))
-    path = tmp_path_factory.mktemp("data") / "tiny.txt"
-    path.write_text("".join(f"{u} {' '.join(map(str, s.tolist()))}\n"
-                            for u, s in zip(data.user_ids, data.sequences, strict=True)))
-    return path
+def data_file(synthetic_file) -> Path:
+    return synthetic_file(n_users=150, n_items=200, mean_len=10, seed=2)
 
 
 def run_main(argv: list[str], capsys, monkeypatch) -> tuple[int, str, str]:

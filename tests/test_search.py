@@ -33,15 +33,6 @@ STRATEGIES = sorted(list_strategies())
 FAST_PARAMS: dict[str, dict[str, Any]] = {"random": {"n_candidates": 3}, "optuna": {"n_trials": 3}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared CPU: one torch thread is many times faster than several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_lines(path: Path, seed: int = 0) -> Path:
     """A small synthetic dataset in the `lines` format (`user i1 i2 ...`)."""
     # 200 items: the sampled protocols need 100 negatives outside every history.

@@ -14,13 +14,8 @@ from nasrec.train import TrainConfig, TrainingDiverged, train_arch
 
 
 @pytest.fixture(scope="module")
-def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = generate_synthetic(SyntheticConfig(n_users=150, n_items=160, mean_len=12, seed=3))
-    path = tmp_path_factory.mktemp("data") / "tiny.txt"
-    pairs = zip(data.user_ids, data.sequences, strict=True)
-    lines = [" ".join([u, *(data.item_ids[i - 1] for i in seq)]) for u, seq in pairs]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def data_file(synthetic_file) -> Path:
+    return synthetic_file(n_users=150, n_items=160, mean_len=12, seed=3)
 
 
 def _train(data_file: Path, out: Path, epochs: int = 2, **kw: object) -> dict:

@@ -3,7 +3,7 @@
 
 Run with the RecBole venv (benchmarks/recbole_peer/setup_venv.sh), from anywhere:
 
-    /work/recbole-venv/bin/python benchmarks/recbole_peer/run_recbole.py
+    ../recbole-venv/bin/python benchmarks/recbole_peer/run_recbole.py
 
 Writes OUT/recbole.json (rewritten after every epoch, so a killed run keeps its history) and
 OUT/recbole_sequences.json (the per-user item order RecBole trained and evaluated on, for compare.py's

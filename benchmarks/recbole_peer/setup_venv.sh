@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Creates the RecBole 1.2.1 venv for the peer benchmark, OUTSIDE the repo (default /work/recbole-venv).
+# Creates the RecBole 1.2.1 venv for the peer benchmark, OUTSIDE the repo (default ../recbole-venv).
 #   bash benchmarks/recbole_peer/setup_venv.sh [VENV_DIR]
 # RecBole pins ray<=2.6.3 and predates numpy 2 / pandas 3 / setuptools 81 (pkg_resources) / the
 # torch>=2.6 weights_only default, hence the caps below (and TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 at run time).
 set -euo pipefail
-venv=${1:-/work/recbole-venv}
+venv=${1:-../recbole-venv}
 python=${PYTHON:-python3}
 
 "$python" -m venv "$venv"

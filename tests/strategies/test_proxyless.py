@@ -39,15 +39,6 @@ choices:
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared CPU: one torch thread is many times faster than several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def splits():
     return leave_one_out(generate_synthetic(SyntheticConfig(n_users=200, n_items=80, mean_len=12)), seed=0)

@@ -18,15 +18,6 @@ from nasrec.strategies.random_search import RandomSearch
 MAX_LEN = 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared CPU: one torch thread is many times faster than several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def splits():
     data = generate_synthetic(SyntheticConfig(n_users=120, n_items=150, mean_len=10, seed=3))

@@ -27,15 +27,6 @@ STEPS = {("arch", "arch_valid"), ("weights", "search_train")}
 SYNTH = SyntheticConfig(n_users=200, n_items=80, mean_len=12)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared CPU: one torch thread is many times faster than several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def data():
     return generate_synthetic(SYNTH)
