@@ -89,6 +89,27 @@ def arch_cost(model: ElasticSASRec, arch: Arch, n_items: int, max_len: int, *, l
             "latency_ms": report.get("latency_ms")}
 
 
+def evaluated_arch(model: ElasticSASRec, arch: Arch, space: str, splits: Splits, max_len: int,
+                   config: TrainConfig, state: TrainState) -> dict[str, Any]:
+    """The part of `result.json` shared by `nasrec train` and `nasrec search`: the arch, its cost,
+    its validation and (one) test evaluation, the data and the training curve."""
+    return {
+        "arch": arch.to_dict(),
+        "arch_id": arch.id,
+        "space": space,
+        **arch_cost(model, arch, splits.data.n_items, max_len),
+        "metrics": test_report(model, arch, splits, max_len, config),
+        "data": data_summary(splits.data),
+        "seed": config.seed,
+        "max_len": max_len,
+        "epochs_run": state.epoch,
+        "best_epoch": state.best_epoch,
+        "history": [{"epoch": h.epoch, "loss": h.loss, "valid_ndcg@10": h.valid["ndcg@10"], "seconds": h.seconds}
+                    for h in state.history],
+        "machine": machine_summary(),
+    }
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False))
@@ -130,21 +151,9 @@ def train(data: DataOptions | str = "synthetic", *, space: str = "tiny", arch: s
                        checkpoint=checkpoint, resume=resume, on_epoch=on_epoch)
     train_seconds = time.perf_counter() - start
 
-    result: dict[str, Any] = {
-        "arch": chosen.to_dict(),
-        "arch_id": chosen.id,
-        "space": search_space.name,
-        **arch_cost(model, chosen, dataset.n_items, length),
-        "metrics": test_report(model, chosen, splits, length, config),
-        "data": data_summary(dataset),
-        "seed": config.seed,
-        "max_len": length,
-        "train": {**config.to_dict(), "epochs_run": state.epoch, "best_epoch": state.best_epoch,
-                  "seconds": train_seconds,
-                  "history": [{"epoch": h.epoch, "loss": h.loss, "valid_ndcg@10": h.valid["ndcg@10"],
-                               "seconds": h.seconds} for h in state.history]},
-        "machine": machine_summary(),
-    }
+    result = evaluated_arch(model, chosen, search_space.name, splits, length, config, state)
+    curve = {k: result.pop(k) for k in ("epochs_run", "best_epoch", "history")}
+    result["train"] = {**config.to_dict(), **curve, "seconds": train_seconds}
     save_model(model, out / "model")
     write_json(out / "result.json", result)
     return result

@@ -71,6 +71,7 @@ from nasrec.arch import get_space
 from nasrec.errors import ConfigError, NasrecError
 from nasrec.search import SearchConfig, check_budget
 from nasrec.strategies.base import HyperParam, Strategy, create_strategy, get_strategy, list_strategies
+from nasrec.strategies.optuna_search import quiet_optuna
 
 METRIC = "valid_ndcg@10"  # validation NDCG@10 (full ranking): what Optuna and ASHA read
 FLOPS = "flops"
@@ -656,7 +657,7 @@ def _tuner(cell: Cell, spec: TrialSpec, trials: TrialsConfig, storage: str, key:
         # One report per retrain epoch, then the final one.
         scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration",
                                   max_t=spec.base.retrain_epochs + 1, grace_period=1, reduction_factor=2)
-    with _quiet_optuna():
+    with quiet_optuna():
         searcher = _study(cell, trials, spec.base, spec.base.params)
     return tune.Tuner(
         trainable,
@@ -688,18 +689,6 @@ def _tune_environment() -> Iterator[None]:
         tune_logger.setLevel(level)
         for key in added:
             os.environ.pop(key, None)
-
-
-@contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
-    import optuna
-
-    before = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(before)
 
 
 def _warn_unshared_storage(trials: TrialsConfig, remote: bool) -> None:
@@ -761,7 +750,7 @@ def run_trials(data: DataOptions | str, base: SearchConfig, trials: TrialsConfig
     announced: set[str] = set()
     rows: list[dict[str, Any]] = []
     remote = _is_uri(storage)
-    with ray_session(trials.address), _quiet_optuna(), _tune_environment():
+    with ray_session(trials.address), quiet_optuna(), _tune_environment():
         _warn_unshared_storage(trials, remote)
         for cell in cells:
             spec = TrialSpec(data=data_opts,

@@ -23,12 +23,10 @@ import torch
 from nasrec import cost as cost_mod
 from nasrec.api import (
     DataOptions,
-    arch_cost,
     check_sampled_protocols,
     data_summary,
-    machine_summary,
+    evaluated_arch,
     resolve_max_len,
-    test_report,
     write_json,
 )
 from nasrec.arch import Arch, SearchSpace, get_space
@@ -210,15 +208,9 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
                        checkpoint=out / "retrain_checkpoint.pt", resume=resume, on_epoch=on_retrain_epoch)
     retrain_seconds = time.perf_counter() - start
 
-    result_json: dict[str, Any] = {
-        "arch": chosen.to_dict(),
-        "arch_id": chosen.id,
-        "space": space.name,
-        **arch_cost(model, chosen, dataset.n_items, max_len),
-        "metrics": test_report(model, chosen, splits, max_len, train_config),
-        "data": data_summary(dataset),
-        "seed": config.seed,
-        "max_len": max_len,
+    result_json = evaluated_arch(model, chosen, space.name, splits, max_len, train_config, state)
+    curve = {k: result_json.pop(k) for k in ("epochs_run", "best_epoch", "history")}
+    result_json.update({
         "strategy": strategy.name,
         "strategy_params": strategy.params,
         "budget_flops": config.budget_flops,
@@ -227,12 +219,9 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         "projection": projection,
         "search_seconds": search_seconds,
         "retrain_seconds": retrain_seconds,
-        "retrain": {"inherited_weights": inherit, "epochs_run": state.epoch, "best_epoch": state.best_epoch,
-                    "history": [{"epoch": h.epoch, "loss": h.loss, "valid_ndcg@10": h.valid["ndcg@10"],
-                                 "seconds": h.seconds} for h in state.history]},
+        "retrain": {"inherited_weights": inherit, **curve},
         "search_extra": extra,
-        "machine": machine_summary(),
-    }
+    })
     save_model(model, out / "model")
     write_json(out / "result.json", result_json)
     return result_json
