@@ -28,11 +28,15 @@ class _FullSoftmaxCE(torch.autograd.Function):
         for start in range(0, n, chunk):
             zc, tc = z[start : start + chunk], targets[start : start + chunk]
             logits = zc @ items.T
-            lse = torch.logsumexp(logits, dim=1)
             rows = torch.arange(zc.shape[0], device=z.device)
-            total += (lse - logits[rows, tc]).sum(dtype=torch.float64)
-            # d loss_i / d logits_i = softmax_i - onehot(target_i), built in place
-            logits.sub_(lse[:, None]).exp_()
+            target_logit = logits[rows, tc]  # a copy: read before the in-place steps below
+            # one exp pass serves both the loss (log-sum-exp) and the gradient (softmax), in place
+            peak = logits.amax(dim=1, keepdim=True)
+            logits.sub_(peak).exp_()
+            norm = logits.sum(dim=1)
+            total += (peak.squeeze(1) + norm.log() - target_logit).sum(dtype=torch.float64)
+            # d loss_i / d logits_i = softmax_i - onehot(target_i)
+            logits.div_(norm[:, None])
             logits[rows, tc] -= 1.0
             if grad_z is not None:
                 torch.mm(logits, items, out=grad_z[start : start + chunk])
