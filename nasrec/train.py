@@ -80,6 +80,19 @@ def next_item_loss(model: ElasticSASRec, inputs: torch.Tensor, targets: torch.Te
     return full_softmax_cross_entropy(z, model.item_matrix(arch), targets[mask] - 1)
 
 
+def train_step(model: ElasticSASRec, inputs: torch.Tensor, targets: torch.Tensor, arch: Arch,
+               optimizer: torch.optim.Optimizer, where: str, step: Callable[[], None] | None = None) -> float:
+    """One weight update on a batch; a non-finite loss stops with `where` (epoch, step, arch) in the error.
+    `step` replaces `optimizer.step` (search code records which split each step read)."""
+    loss = next_item_loss(model, inputs, targets, arch)
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"loss is {loss.item()} at {where} (arch {arch.label}); lower the learning rate")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    (step or optimizer.step)()
+    return loss.item()
+
+
 def make_adam(params: Any, **kwargs: Any) -> torch.optim.Adam:
     """Adam with the fused kernel (one pass over all parameters; several times faster on a CPU)."""
     return torch.optim.Adam(params, fused=True, **kwargs)
@@ -145,14 +158,7 @@ def train_arch(model: ElasticSASRec, arch: Arch, train_sequences: list[np.ndarra
         loader.set_epoch(state.epoch)
         total, steps = 0.0, 0
         for step, (x, y) in enumerate(loader):
-            loss = next_item_loss(model, x, y, arch)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss is {loss.item()} at epoch {state.epoch + 1}, step {step + 1} "
-                                       f"(arch {arch.label}); lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
+            total += train_step(model, x, y, arch, optimizer, f"epoch {state.epoch + 1}, step {step + 1}")
             steps += 1
         metrics = evaluate_arch(model, arch, valid, n_items, max_len, exclude_history=config.exclude_history,
                                 batch_size=config.eval_batch_size)["full"]

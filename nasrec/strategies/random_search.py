@@ -61,7 +61,7 @@ class RandomSearch(Strategy):
     # -- one candidate -----------------------------------------------------------------------------
     def evaluate_candidate(self, ctx: SearchContext, arch: Arch, index: int) -> dict[str, Any]:
         """Train `arch` from scratch on search-train windows, score it on arch-valid rows."""
-        from nasrec.train import TrainingDiverged, next_item_loss
+        from nasrec.train import train_step
 
         start = time.perf_counter()
         # Each candidate's init, dropout and batches depend on (seed, index) only, so a resumed
@@ -74,14 +74,9 @@ class RandomSearch(Strategy):
         model.train()
         for epoch in range(self.params["epochs_per_candidate"]):
             for step, (x, y) in enumerate(ctx.train_batches(epoch)):
-                loss = next_item_loss(model, x, y, arch)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"loss is {loss.item()} for candidate {index + 1} ({arch.label}) "
-                                           f"at epoch {epoch + 1}, step {step + 1}; lower the learning rate")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                ctx.step(optimizer, "weights")
-                losses.append(loss.item())
+                where = f"candidate {index + 1}, epoch {epoch + 1}, step {step + 1}"
+                losses.append(train_step(model, x, y, arch, optimizer, where,
+                                         step=lambda: ctx.step(optimizer, "weights")))
         score = arch_valid_ndcg(ctx, model)
         return {
             "candidate": index + 1,

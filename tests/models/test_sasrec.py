@@ -50,7 +50,7 @@ def test_slices_are_really_smaller() -> None:
     supernet = ElasticSASRec(ModelDims.for_space(space, N_ITEMS, MAX_LEN))
     small, big = export(supernet, space.min_arch()), export(supernet, space.max_arch())
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert n(small) < n(big) < n(supernet) or n(big) == n(supernet)
+    assert n(small) < n(big) <= n(supernet)
     assert small.blocks[0].fc1.weight.shape == (space.min_arch().inner[0], space.min_arch().hidden)
 
 
