@@ -15,6 +15,7 @@ import torch
 from nasrec import cost as cost_mod
 from nasrec.arch import Arch, SearchSpace, get_space, parse_arch
 from nasrec.data import SequenceData, Splits, leave_one_out, load_data
+from nasrec.device import describe_device, model_device, resolve_device
 from nasrec.errors import ConfigError
 from nasrec.models import ElasticSASRec, ModelDims, save_model
 from nasrec.train import EpochLog, TrainConfig, TrainState, evaluate_arch, train_arch
@@ -54,9 +55,9 @@ def data_summary(data: SequenceData) -> dict[str, Any]:
             "interactions": data.n_interactions, "dropped_users": data.dropped_users}
 
 
-def machine_summary() -> dict[str, Any]:
+def machine_summary(device: torch.device | None = None) -> dict[str, Any]:
     return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "device": describe_device(device or torch.device("cpu"))}
 
 
 def test_report(model: ElasticSASRec, arch: Arch, splits: Splits, max_len: int, config: TrainConfig
@@ -106,7 +107,7 @@ def evaluated_arch(model: ElasticSASRec, arch: Arch, space: str, splits: Splits,
         "best_epoch": state.best_epoch,
         "history": [{"epoch": h.epoch, "loss": h.loss, "valid_ndcg@10": h.valid["ndcg@10"], "seconds": h.seconds}
                     for h in state.history],
-        "machine": machine_summary(),
+        "machine": machine_summary(model_device(model)),
     }
 
 
@@ -118,12 +119,14 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def train(data: DataOptions | str = "synthetic", *, space: str = "tiny", arch: str | Arch = "max",
           out: str | Path = "runs/train", max_len: int | None = None, config: TrainConfig | None = None,
-          resume: bool = False, on_epoch: Callable[[EpochLog, TrainState], None] | None = None,
+          resume: bool = False, device: str = "auto", on_epoch: Callable[[EpochLog, TrainState], None] | None = None,
           on_start: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train one arch from scratch, evaluate test once, write `out/result.json` and the model.
 
-    Everything that can be checked is checked before training starts (space, arch, max_len, data)."""
+    Everything that can be checked is checked before training starts (space, arch, max_len, data, device).
+    `device`: auto (CUDA when torch sees one), cpu, cuda or cuda:N; latency is measured there too."""
     config = config or TrainConfig()
+    run_device = resolve_device(device)
     data_opts = DataOptions(source=data) if isinstance(data, str) else data
     search_space = get_space(space)
     chosen = search_space.validate(arch) if isinstance(arch, Arch) else parse_arch(arch, search_space)
@@ -145,7 +148,7 @@ def train(data: DataOptions | str = "synthetic", *, space: str = "tiny", arch: s
 
     torch.manual_seed(config.seed)
     dims = ModelDims.for_space(search_space, dataset.n_items, length).for_arch(chosen)
-    model = ElasticSASRec(dims)
+    model = ElasticSASRec(dims).to(run_device)
     start = time.perf_counter()
     state = train_arch(model, chosen, splits.train, splits.valid, dataset.n_items, length, config,
                        checkpoint=checkpoint, resume=resume, on_epoch=on_epoch)

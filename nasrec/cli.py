@@ -62,6 +62,9 @@ def _metrics_table(result: dict[str, Any]) -> Table:
     return table
 
 
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when torch sees one), cpu, cuda or cuda:N.")]
+
+
 @app.command()
 def train(
     data: DataOpt = "synthetic",
@@ -81,6 +84,7 @@ def train(
     window_stride: Annotated[int | None, typer.Option(min=1, help="Step between training windows (default "
                                                       "max_len); smaller: overlapping windows, more context.")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
+    device: DeviceOpt = "auto",
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/train"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
 ) -> None:
@@ -108,7 +112,7 @@ def train(
             _log_line(f"epoch {log.epoch}: {desc}")
 
         result = api.train(data_opts, space=space, arch=arch, out=out, max_len=max_len, config=config,
-                           resume=resume, on_epoch=on_epoch, on_start=on_start)
+                           resume=resume, device=device, on_epoch=on_epoch, on_start=on_start)
     console.print(_metrics_table(result))
     console.print(f"wrote {out / 'result.json'} and {out / 'model'}/")
 
@@ -173,6 +177,7 @@ def search(
                                                    "(held fixed in trials).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads of a single run (trials use "
                                                 "--cpus-per-trial).")] = None,
+    device: DeviceOpt = "auto",
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/search"),
     resume: Annotated[Path | None, typer.Option(help="Continue the run, or the trials search, in this "
                                                 "directory (a search's options come from its search.json).")] = None,
@@ -208,7 +213,7 @@ def search(
                               search_epochs=search_epochs, retrain_epochs=retrain_epochs, batch_size=batch_size,
                               lr=lr, patience=patience, seed=seed, retrain_from_scratch=retrain_from_scratch,
                               exclude_history=exclude_history, all_windows=all_windows,
-                              window_stride=window_stride)
+                              window_stride=window_stride, device=device)
         _search_trials(api.DataOptions(source=data, format=format), config, names, budgets, out=out,
                        trials=trials, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
                        gpus_per_trial=gpus_per_trial, objective=objective, early_stop=early_stop,
@@ -221,7 +226,7 @@ def search(
                           params=_parse_sets(set_ or []), max_len=max_len, search_epochs=search_epochs,
                           retrain_epochs=retrain_epochs, batch_size=batch_size, lr=lr, patience=patience,
                           seed=seed, retrain_from_scratch=retrain_from_scratch, exclude_history=exclude_history,
-                          all_windows=all_windows, window_stride=window_stride)
+                          all_windows=all_windows, window_stride=window_stride, device=device)
     with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.description}"), console=console) as progress:
         tasks: dict[str, Any] = {}

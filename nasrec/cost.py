@@ -18,6 +18,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from nasrec.arch import GATE_HIDDEN, Arch, SearchSpace
+from nasrec.device import model_device, synchronize
 from nasrec.models.sasrec import ElasticSASRec
 
 
@@ -72,7 +73,7 @@ def counted_flops(model: ElasticSASRec, max_len: int | None = None) -> int:
 
     The math SDPA backend is forced: on CPU the fused flash kernel is counted as 0 FLOPs."""
     length = max_len or model.dims.max_len
-    inputs = torch.randint(1, model.dims.n_items + 1, (1, length))
+    inputs = torch.randint(1, model.dims.n_items + 1, (1, length), device=model_device(model))
     counter = FlopCounterMode(display=False)
     model.eval()
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
@@ -82,16 +83,19 @@ def counted_flops(model: ElasticSASRec, max_len: int | None = None) -> int:
 
 def latency_ms(model: ElasticSASRec, batch_size: int, *, max_len: int | None = None, repeats: int = 10,
                warmup: int = 3, seed: int = 0) -> float:
-    """Median wall time of one `score_last` batch, in milliseconds, after warm-up."""
+    """Median wall time of one `score_last` batch on the model's device, in milliseconds, after warm-up."""
     length = max_len or model.dims.max_len
+    device = model_device(model)
     gen = torch.Generator().manual_seed(seed)
-    inputs = torch.randint(1, model.dims.n_items + 1, (batch_size, length), generator=gen)
+    inputs = torch.randint(1, model.dims.n_items + 1, (batch_size, length), generator=gen).to(device)
     model.eval()
     times = []
     with torch.no_grad():
         for i in range(warmup + repeats):
+            synchronize(device)
             start = time.perf_counter()
             model.score_last(inputs)
+            synchronize(device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times)

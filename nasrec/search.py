@@ -31,6 +31,7 @@ from nasrec.api import (
 )
 from nasrec.arch import Arch, SearchSpace, get_space
 from nasrec.data import leave_one_out
+from nasrec.device import resolve_device
 from nasrec.errors import ConfigError
 from nasrec.models import ElasticSASRec, ModelDims, export, save_model
 from nasrec.strategies.base import SearchContext, SearchResult, Strategy, create_strategy
@@ -56,6 +57,7 @@ class SearchConfig:
     exclude_history: bool = False
     all_windows: bool = True  # long histories contribute every max_len window (search and retrain)
     window_stride: int | None = None  # overlapping windows (see nasrec.data.training_windows)
+    device: str = "auto"  # auto (CUDA when torch sees one), cpu, cuda, cuda:N; a resumed run may change it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,13 +131,14 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
     space = get_space(config.space)
     max_len = resolve_max_len(space, config.max_len)
     strategy.check_space(space)
+    device = resolve_device(config.device)
     run_config = {"data": data_opts.__dict__, "search": config.to_dict()}
     if resume:
         if not _stage(out, "config").is_file():
             raise ConfigError(f"--resume: {out} holds no earlier `nasrec search` run (no config.json)")
         earlier = json.loads(_stage(out, "config").read_text())
         earlier.pop("data_fingerprint", None)
-        if json.dumps(earlier, sort_keys=True) != json.dumps(run_config, sort_keys=True):
+        if _without_device(earlier) != _without_device(run_config):
             raise ConfigError(f"--resume: {out} was started with other options; use the same ones or another --out")
 
     dataset = data_opts.load()
@@ -157,12 +160,15 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         return cost_mod.flops(arch, dataset.n_items, max_len)
 
     torch.manual_seed(config.seed)
-    supernet = ElasticSASRec(dims)
+    supernet = ElasticSASRec(dims).to(device)
     supernet_file = out / "supernet.pt"
     search_done = _stage(out, "search")
     if resume and search_done.is_file():
+        if not supernet_file.is_file():
+            raise ConfigError(f"--resume: {search_done} records a finished search but {supernet_file} is missing "
+                              "(copied without it?); restore it, or delete search.json to search again")
         done = json.loads(search_done.read_text())
-        supernet.load_state_dict(torch.load(supernet_file, weights_only=True))
+        supernet.load_state_dict(torch.load(supernet_file, weights_only=True, map_location=device))
         derived, trace, search_seconds = Arch.from_dict(done["derived"]), done["trace"], done["seconds"]
         preference = None if done["preference"] is None else _table_preference(done["preference"])
         extra = done.get("extra", {})
@@ -201,7 +207,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         model = export(supernet, chosen)
     else:
         torch.manual_seed(config.seed)
-        model = ElasticSASRec(supernet.dims.for_arch(chosen))
+        model = ElasticSASRec(supernet.dims.for_arch(chosen)).to(device)
     notify("retrain", {"inherit": inherit})
     start = time.perf_counter()
     state = train_arch(model, chosen, splits.train, splits.valid, dataset.n_items, max_len, train_config,
@@ -236,6 +242,12 @@ def _feasible(space: SearchSpace, flops: Callable[[Arch], int], config: SearchCo
     if len(space) > MAX_PROJECTION_ARCHS:
         return []
     return [a for a in space_archs(space, gates) if flops(a) <= config.budget_flops]
+
+
+def _without_device(run_config: dict[str, Any]) -> str:
+    """A run's options as compared on --resume: the device may change (resume a CPU run on a GPU)."""
+    search = {k: v for k, v in run_config.get("search", {}).items() if k != "device"}
+    return json.dumps({**run_config, "search": search}, sort_keys=True)
 
 
 def _table_preference(table: dict[str, float]) -> Callable[[Arch], float]:

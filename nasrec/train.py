@@ -19,6 +19,7 @@ import torch
 
 from nasrec.arch import Arch
 from nasrec.data import EvalSet, WindowLoader, eval_inputs, training_windows
+from nasrec.device import model_device, rng_state, set_rng_state
 from nasrec.errors import NasrecError
 from nasrec.metrics import evaluate
 from nasrec.models.sasrec import ElasticSASRec
@@ -105,9 +106,10 @@ def evaluate_arch(model: ElasticSASRec, arch: Arch, split: EvalSet, n_items: int
     """Ranking metrics of `arch` on one evaluation split (valid, test or arch-valid)."""
     was_training = model.training
     model.eval()
+    device = model_device(model)
 
     def score(batch: torch.Tensor) -> torch.Tensor:
-        return model.score_last(batch, arch)
+        return model.score_last(batch.to(device, non_blocking=True), arch)
 
     with torch.no_grad():
         result = evaluate(score, eval_inputs(split.inputs, max_len), torch.as_tensor(split.targets),
@@ -123,16 +125,18 @@ def _save_checkpoint(path: Path, model: ElasticSASRec, optimizer: torch.optim.Op
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "state": {**asdict(state), "history": [asdict(h) for h in state.history]},
-        "rng": torch.get_rng_state(),
+        "rng": rng_state(model_device(model)),
     }, tmp)
     tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
 
 
 def _load_checkpoint(path: Path, model: ElasticSASRec, optimizer: torch.optim.Optimizer) -> TrainState:
-    ckpt = torch.load(path, weights_only=False)
+    device = model_device(model)
+    # On the CPU: RNG states must be CPU tensors; model and optimizer copy their tensors to the device.
+    ckpt = torch.load(path, weights_only=False, map_location="cpu")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
-    torch.set_rng_state(ckpt["rng"])
+    set_rng_state(ckpt["rng"], device)
     raw = ckpt["state"]
     return TrainState(raw["epoch"], raw["best_epoch"], raw["best_score"], raw["best_state"],
                       [EpochLog(**h) for h in raw["history"]])
@@ -142,11 +146,12 @@ def train_arch(model: ElasticSASRec, arch: Arch, train_sequences: list[np.ndarra
                n_items: int, max_len: int, config: TrainConfig, *, checkpoint: Path | None = None,
                resume: bool = False, on_epoch: Callable[[EpochLog, TrainState], None] | None = None
                ) -> TrainState:
-    """Train `arch` of `model` in place; on return the model holds the best-validation weights."""
+    """Train `arch` of `model` in place, on the model's device; on return the model holds the
+    best-validation weights."""
     torch.manual_seed(config.seed)
     inputs, targets = training_windows(train_sequences, max_len, all_windows=config.all_windows,
                                        stride=config.window_stride)
-    loader = WindowLoader(inputs, targets, config.batch_size, seed=config.seed)
+    loader = WindowLoader(inputs, targets, config.batch_size, seed=config.seed, device=model_device(model))
     optimizer = make_adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = TrainState()
     if resume and checkpoint is not None and checkpoint.is_file():

@@ -87,6 +87,9 @@ CASES = [
       '{"depth": 3, "hidden": 32, "inner": 64, "embedding": 32, "heads": 2}'], ["not in space", "depth=3"]),
     ("arch-not-json", ["train", "--epochs", "1", "--data", "{data}", "--arch", "biggest"], ["--arch", "biggest"]),
     ("unknown-format", ["data", "stats", "{data}", "--format", "xml"], ["xml"]),
+    ("unknown-device-train", ["train", "--epochs", "1", "--data", "{data}", "--device", "tpu"],
+     ["--device 'tpu'", "auto, cpu, cuda"]),
+    ("unknown-device-search", [*SEARCH, "--data", "{data}", "--device", "tpu"], ["--device 'tpu'"]),
     ("resume-not-a-search", [*SEARCH, "--data", "{data}", "--resume", "{bad:directory}"],
      ["--resume", "no earlier `nasrec search` run"]),
 ]

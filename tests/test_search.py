@@ -333,6 +333,15 @@ def test_resume_inside_the_search_continues_from_the_last_epoch(data_file, flops
     assert resumed["flops"] <= cfg.budget_flops
 
 
+def test_resume_without_the_searched_supernet_says_what_is_missing(data_file, flops_range, tmp_path):
+    cfg = config("darts", budget_at(flops_range, 0.5), search_epochs=1, retrain_epochs=1)
+    out = tmp_path / "run"
+    run_search(data_file, cfg, out)
+    (out / "supernet.pt").unlink()
+    with pytest.raises(ConfigError, match="supernet.pt is missing"):
+        run_search(data_file, cfg, out, resume=True)
+
+
 # --- retrain from scratch vs inherited weights ------------------------------------------------------
 
 

@@ -8,18 +8,19 @@ from pathlib import Path
 import torch
 
 from nasrec.arch import Arch
+from nasrec.device import model_device
 from nasrec.errors import ConfigError
 from nasrec.models.sasrec import ElasticSASRec, ModelDims
 
 
 def export(supernet: ElasticSASRec, arch: Arch) -> ElasticSASRec:
-    """A dense model of `arch` holding copies of the supernet's leading slices.
+    """A dense model of `arch` holding copies of the supernet's leading slices, on the supernet's device.
 
     Every parameter of the small model has the same name as one in the supernet, and every slice is a
     leading one, so copying `src[:n0, :n1, ...]` by name is the whole export."""
     if arch.depth > supernet.dims.depth:
         raise ConfigError(f"arch {arch.label} is deeper than the supernet ({supernet.dims.depth} blocks)")
-    model = ElasticSASRec(supernet.dims.for_arch(arch))
+    model = ElasticSASRec(supernet.dims.for_arch(arch)).to(model_device(supernet))
     source = dict(supernet.named_parameters())
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -42,12 +43,13 @@ def save_model(model: ElasticSASRec, directory: str | Path) -> Path:
     return directory
 
 
-def load_model(directory: str | Path) -> ElasticSASRec:
+def load_model(directory: str | Path, device: torch.device | str = "cpu") -> ElasticSASRec:
     directory = Path(directory)
     dims_file = directory / "dims.json"
     if not dims_file.is_file():
         raise ConfigError(f"{directory}: not a saved nasrec model (no dims.json)")
     model = ElasticSASRec(ModelDims.from_dict(json.loads(dims_file.read_text())))
-    model.load_state_dict(torch.load(directory / "model.pt", weights_only=True))
+    model.load_state_dict(torch.load(directory / "model.pt", weights_only=True, map_location="cpu"))
+    model.to(device)
     model.eval()
     return model

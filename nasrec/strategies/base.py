@@ -23,6 +23,7 @@ import torch
 
 from nasrec.arch import Arch, SearchSpace
 from nasrec.data import EvalSet, WindowLoader, eval_inputs, training_windows
+from nasrec.device import model_device, rng_state, set_rng_state
 from nasrec.errors import ConfigError, DataError
 from nasrec.models.sasrec import ElasticSASRec, ModelDims
 
@@ -129,6 +130,12 @@ class SearchContext:
     source: BatchSource = field(default_factory=BatchSource)
     _train_loader: WindowLoader | None = None
     _arch_inputs: torch.Tensor | None = None
+    _arch_targets: torch.Tensor | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """The supernet's device: every batch handed out lives there."""
+        return model_device(self.supernet)
 
     def __post_init__(self) -> None:
         if len(self.arch_valid.targets) == 0:
@@ -136,8 +143,9 @@ class SearchContext:
                             "(search needs users with at least 5 interactions)")
         inputs, targets = training_windows(self.search_train, self.max_len, all_windows=self.all_windows,
                                            stride=self.window_stride)
-        self._train_loader = WindowLoader(inputs, targets, self.batch_size, seed=self.seed)
-        self._arch_inputs = eval_inputs(self.arch_valid.inputs, self.max_len)
+        self._train_loader = WindowLoader(inputs, targets, self.batch_size, seed=self.seed, device=self.device)
+        self._arch_inputs = eval_inputs(self.arch_valid.inputs, self.max_len).to(self.device)
+        self._arch_targets = torch.as_tensor(self.arch_valid.targets).to(self.device)
         self.supernet.input_observer = self.source.saw
 
     def save_state(self, epoch: int, strategy_state: dict[str, Any]) -> None:
@@ -146,16 +154,16 @@ class SearchContext:
             return
         tmp = self.checkpoint.with_suffix(".tmp")
         torch.save({"epoch": epoch, "supernet": self.supernet.state_dict(), "strategy": strategy_state,
-                    "rng": torch.get_rng_state()}, tmp)
+                    "rng": rng_state(self.device)}, tmp)
         tmp.replace(self.checkpoint)  # atomic: a kill mid-write keeps the previous checkpoint
 
     def load_state(self) -> tuple[int, dict[str, Any]] | None:
         """(epochs done, strategy state) of the last checkpoint when resuming, else None."""
         if not (self.resume and self.checkpoint is not None and self.checkpoint.is_file()):
             return None
-        ckpt = torch.load(self.checkpoint, weights_only=False)
+        ckpt = torch.load(self.checkpoint, weights_only=False, map_location="cpu")
         self.supernet.load_state_dict(ckpt["supernet"])
-        torch.set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"], self.device)
         return ckpt["epoch"], ckpt["strategy"]
 
     def step(self, optimizer: torch.optim.Optimizer, what: Literal["weights", "arch"]) -> None:
@@ -176,20 +184,20 @@ class SearchContext:
 
     def arch_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless shuffled arch-validation batches (inputs, the one target after the last position)."""
-        assert self._arch_inputs is not None
-        targets = torch.as_tensor(self.arch_valid.targets)
+        assert self._arch_inputs is not None and self._arch_targets is not None
+        targets = self._arch_targets
         gen = torch.Generator().manual_seed(self.seed * 7919 + epoch)
         n = len(targets)
         while True:
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen).to(self.device)
             for i in range(0, n, self.batch_size):
                 idx = order[i : i + self.batch_size]
                 yield self.source.tag(self._arch_inputs[idx].contiguous(), "arch_valid"), targets[idx]
 
     def arch_valid_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One ordered pass over arch-validation rows, for scoring candidates."""
-        assert self._arch_inputs is not None
-        targets = torch.as_tensor(self.arch_valid.targets)
+        assert self._arch_inputs is not None and self._arch_targets is not None
+        targets = self._arch_targets
         for i in range(0, len(targets), 256):
             yield self.source.tag(self._arch_inputs[i : i + 256].contiguous(), "arch_valid"), targets[i : i + 256]
 

@@ -44,6 +44,14 @@ class ChoiceWeights:
     depth: torch.Tensor  # [n_depth]         over space.depths
     attention: torch.Tensor  # [n_attention] over space.attentions
 
+    def to(self, device: torch.device) -> ChoiceWeights:
+        """The same weights on `device` (differentiable: gradients flow back to the CPU-held logits)."""
+        def move(t: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor | tuple[torch.Tensor, ...]:
+            # a tuple of 0-d tensors (proxyless) keeps its constant zeros constant
+            return tuple(x.to(device) for x in t) if isinstance(t, tuple) else t.to(device)
+
+        return ChoiceWeights(*(move(t) for t in (self.hidden, self.inner, self.depth, self.attention)))  # type: ignore[arg-type]
+
 
 def n_inner_options(space: SearchSpace) -> int:
     counts = {len(space.inner_widths(h)) for h in space.hiddens}
@@ -114,6 +122,7 @@ def mixture_states(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tenso
     by the bool mask `positions` [B, L] (default: the last position of every row)."""
     e_max = model.dims.embedding
     heads = space.heads[0]
+    weights = weights.to(inputs.device)
     mixed = 0.0
     for hi, h in enumerate(space.hiddens):
         w_h = weights.hidden[hi]

@@ -67,7 +67,7 @@ class RandomSearch(Strategy):
         # Each candidate's init, dropout and batches depend on (seed, index) only, so a resumed
         # search trains the remaining candidates exactly as an uninterrupted one would.
         torch.manual_seed(ctx.seed * 1_000_003 + index)
-        model = ElasticSASRec(ctx.supernet.dims.for_arch(arch))
+        model = ElasticSASRec(ctx.supernet.dims.for_arch(arch)).to(ctx.device)
         model.input_observer = ctx.source.saw  # the split checks hold for random too
         optimizer = torch.optim.Adam(model.parameters(), lr=ctx.lr)
         losses: list[float] = []

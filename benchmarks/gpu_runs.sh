@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The GPU rows of docs/benchmarks.md: several benchmark jobs at once on one CUDA device, each a process with
+# one CPU thread (the GPU is shared; wall times of concurrent jobs are not those of a job alone).
+#   bash benchmarks/gpu_runs.sh PHASE OUT_DIR [DEADLINE_SECONDS]
+# PHASE: ml1m-L200 (issue-2 SASRec, strategies and EASRec ablations on ML-1M at max_len 200, budget 1/3 of max) or
+#        more (issue-2 SASRec again, EASRec with lam 0.01, ML-1M at budget 2e8, Amazon Beauty with sasrec-gowalla) or
+#        last (issue-2 SASRec selected and tested with history excluded, EASRec with softmax attention, Beauty's rest).
+# PYTHON (default .venv/bin/python) and DATA_DIR (default ../shared/data) may be set. Finished runs are kept
+# and reused on a rerun (search_compare.py); jobs still running at the deadline are stopped.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+phase=$1 out=$2 deadline=${3:-3000}
+py=${PYTHON:-.venv/bin/python}
+data=${DATA_DIR:-../shared/data}
+mkdir -p "$out/logs"
+common=(--device cuda --threads 1 --search-epochs 5 --retrain-epochs 30 --patience 5)
+ml1m=(--data "$data/ml-1m/ml-1m_sasrec5.txt" --space sasrec-ml1m)
+beauty=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla)
+jobs=()  # one shell command per line
+tables=()  # per comparison: the command that rebuilds its table from its finished runs
+add_compare() {  # add_compare DIR [search_compare options...]: one job per run of that comparison
+    local dir=$1; shift
+    local base=("$py" benchmarks/search_compare.py "${common[@]}" "$@" --out "$out/$dir")
+    while IFS= read -r name; do
+        jobs+=("$(printf '%q ' "${base[@]}" --only "$name")")
+    done < <("${base[@]}" --list)
+    tables+=("$(printf '%q ' "${base[@]}" --table-only)")
+}
+case $phase in
+  ml1m-L200)
+    jobs+=("$(printf '%q ' env NASREC="$py -m nasrec" DATA_DIR="$data" bash benchmarks/ml1m_sasrec.sh \
+           "$out/ml1m-sasrec-d64" --device cuda --threads 1)")
+    add_compare ml1m-L200 "${ml1m[@]}" --max-len 200 --budget 0.333x --references max,max-linear \
+      --strategy darts --strategy proxyless --strategy recnas --strategy random --strategy easrec \
+      --strategy easrec:gates=one --strategy easrec:gates=none --strategy easrec:constraint=static ;;
+  more)
+    jobs+=("$(printf '%q ' env NASREC="$py -m nasrec" DATA_DIR="$data" bash benchmarks/ml1m_sasrec.sh \
+           "$out/ml1m-sasrec-d64" --device cuda --threads 1)")
+    add_compare ml1m-L200-lam "${ml1m[@]}" --max-len 200 --budget 0.333x --references "" --strategy easrec:lam=0.01
+    add_compare ml1m-L200-2e8 "${ml1m[@]}" --max-len 200 --budget 2e8 --references "" \
+      --strategy darts --strategy proxyless --strategy recnas --strategy random --strategy easrec
+    add_compare beauty "${beauty[@]}" --max-len 50 --budget 0.333x --references max,max-linear \
+      --strategy darts --strategy proxyless --strategy recnas --strategy random --strategy easrec ;;
+  last)
+    jobs+=("$(printf '%q ' env NASREC="$py -m nasrec" DATA_DIR="$data" bash benchmarks/ml1m_sasrec.sh \
+           "$out/ml1m-sasrec-d64-exclude" --device cuda --threads 1 --exclude-history)")
+    add_compare ml1m-L200-softmax "${ml1m[@]}" --max-len 200 --budget 0.333x --references "" \
+      --strategy easrec:attention=softmax
+    add_compare beauty "${beauty[@]}" --max-len 50 --budget 0.333x --references max,max-linear \
+      --strategy darts --strategy proxyless --strategy recnas --strategy random --strategy easrec ;;
+  *) echo "unknown phase $phase" >&2; exit 2 ;;
+esac
+printf '%s\n' "${jobs[@]}" > "$out/logs/$phase.jobs"
+echo "$phase: ${#jobs[@]} jobs, deadline ${deadline}s"
+i=0
+for cmd in "${jobs[@]}"; do
+    i=$((i + 1))
+    ( timeout "$deadline" bash -c "$cmd" > "$out/logs/$phase-$i.log" 2>&1; echo "job $i exit $?: $cmd" ) &
+done
+wait
+for cmd in "${tables[@]}"; do
+    bash -c "$cmd" | tail -n +2
+done

@@ -1,0 +1,5 @@
+"""`python -m nasrec` runs the CLI (same as the `nasrec` console script)."""
+
+from nasrec.cli import main
+
+main()
