@@ -275,67 +275,44 @@ def _search_trials(data_opts: api.DataOptions, base: Any, strategies: list[str],
                    trials: int, concurrency: int | None, cpus_per_trial: float, gpus_per_trial: float, objective: str,
                    early_stop: bool, max_failures: int, address: str | None, storage: str | None,
                    tracking_uri: str | None) -> None:
-    from nasrec.orchestration import TrialsConfig, check_trials
-    from nasrec.tracking import SearchTracker, check_tracking_uri, default_tracking_uri
+    from nasrec.orchestration import TrialsConfig
+    from nasrec.trials import start_trials
 
     trials_config = TrialsConfig(strategies=tuple(strategies), budgets=tuple(budgets), trials=trials,
                                  concurrency=concurrency, cpus_per_trial=cpus_per_trial,
                                  gpus_per_trial=gpus_per_trial, objective=objective, early_stop=early_stop,
                                  max_failures=max_failures, address=address, storage=storage)
-    checked = check_trials(data_opts, base, trials_config)  # before any tracking run or Ray
-    trials_config = checked["trials"]
-    if (out / "search.json").is_file():
-        raise NasrecError(f"{out} already holds a search; continue it with --resume {out} or choose another --out")
-    uri = tracking_uri or default_tracking_uri()
-    check_tracking_uri(uri)
-    tracker = SearchTracker(uri)
-    tracker.start(command=" ".join(["nasrec", *sys.argv[1:]]), data=checked["data"], space=base.space,
-                  strategies=list(trials_config.strategies), budgets=list(trials_config.budgets),
-                  extra={"trials": trials_config.to_dict(), "search": base.to_dict(), "out": str(out)})
-    n = len(trials_config.strategies) * len(trials_config.budgets) * trials_config.trials
-    console.print(f"{n} trials: {', '.join(trials_config.strategies)} x budgets "
-                  f"{', '.join(f'{b:.4g}' for b in trials_config.budgets)} x {trials_config.trials}; "
-                  f"MLflow {uri} (parent run {tracker.parent_run_id})")
-    _run_and_finish(data_opts, base, trials_config, out, tracker, resume=False)
+    plan = start_trials(data_opts, base, trials_config, out, tracking_uri=tracking_uri,
+                        command=" ".join(["nasrec", *sys.argv[1:]]))
+    config = plan.trials
+    console.print(f"{plan.n_trials} trials: {', '.join(config.strategies)} x budgets "
+                  f"{', '.join(f'{b:.4g}' for b in config.budgets)} x {config.trials}; "
+                  f"MLflow {plan.tracker.tracking_uri} (parent run {plan.tracker.parent_run_id})")
+    _run_and_print(plan)
 
 
 def _search_trials_resume(path: Path, *, address: str | None, concurrency: int | None,
                           tracking_uri: str | None) -> None:
-    from dataclasses import replace
+    from nasrec.trials import resume_trials
 
-    from nasrec.orchestration import load_search
-    from nasrec.tracking import SearchTracker, check_tracking_uri
-
-    saved = load_search(path)
-    tracking = saved.get("tracking") or {}
-    uri = tracking_uri or tracking.get("tracking_uri")
-    if not uri or not tracking.get("parent_run_id"):
-        raise NasrecError(f"--resume: {path}/search.json names no MLflow run to continue")
-    check_tracking_uri(uri)
-    tracker = SearchTracker.resume(uri, tracking["parent_run_id"], tracking.get("experiment") or "nasrec")
-    trials_config = replace(saved["trials"], address=address or saved["trials"].address,
-                            concurrency=concurrency or saved["trials"].concurrency)
-    console.print(f"resuming {path}: {len(tracker.logged_trials())} trials already logged "
-                  f"(MLflow {uri}, parent run {tracking['parent_run_id']})")
-    _run_and_finish(saved["data"], saved["base"], trials_config, path, tracker, resume=True)
+    plan = resume_trials(path, address=address, concurrency=concurrency, tracking_uri=tracking_uri)
+    console.print(f"resuming {path}: {plan.logged_before} trials already logged "
+                  f"(MLflow {plan.tracker.tracking_uri}, parent run {plan.tracker.parent_run_id})")
+    _run_and_print(plan)
 
 
-def _run_and_finish(data_opts: Any, base: Any, trials_config: Any, out: Path, tracker: Any, *, resume: bool) -> None:
-    from nasrec.orchestration import run_trials
-
-    rows = run_trials(data_opts, base, trials_config, out, tracker=tracker, resume=resume,
-                      on_trial=lambda row: console.print(_trial_line(row), highlight=False, soft_wrap=True))
-    front = tracker.finish(metric="test")
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "stopped")}
+def _run_and_print(plan: Any) -> None:
+    outcome = plan.run(on_trial=lambda row: console.print(_trial_line(row), highlight=False, soft_wrap=True))
+    counts = outcome.counts()
     table = Table(title=f"Pareto front (test NDCG@10 up, FLOPs down) of {counts['ok']} finished trials")
     for column in ("flops", "test ndcg@10", "strategy", "arch", "trial"):
         table.add_column(column, justify="right" if column in ("flops", "test ndcg@10") else "left")
-    for r in front:
+    for r in outcome.front:
         table.add_row(f"{r['flops']:,.0f}", f"{r['ndcg@10']:.4f}", r["strategy"], r["arch"], r["trial_id"])
     console.print(table)
     console.print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['stopped']} stopped early; "
-                  f"trial runs under {out} (search.json); continue with --resume {out}")
-    console.print(f"inspect every architecture: nasrec ui --tracking-uri {tracker.tracking_uri}")
+                  f"trial runs under {outcome.out} (search.json); continue with --resume {outcome.out}")
+    console.print(f"inspect every architecture: nasrec ui --tracking-uri {outcome.tracking_uri}")
 
 
 @app.command()
