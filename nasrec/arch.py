@@ -132,6 +132,8 @@ class SupernetSpec(_Strict):
     heads: int = Field(gt=0)
     max_len: int = Field(gt=0)
     dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
+    # dropout on the softmax attention weights while training (SASRec's and RecBole's attn dropout)
+    attention_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     norm: Literal["pre", "post"] = "pre"
 
 

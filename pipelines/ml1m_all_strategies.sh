@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every strategy at two budgets on ML-1M, trials on a local Ray, every architecture in MLflow.
-#   bash pipelines/ml1m_all_strategies.sh            # start
+#   bash pipelines/ml1m_all_strategies.sh [OPTIONS]   # start; OPTIONS override the defaults below
 #   RESUME=1 bash pipelines/ml1m_all_strategies.sh   # continue after an interruption
+# e.g. a cheaper run on 2 CPU cores (what docs/benchmarks.md reports):
+#   OUT=runs/ml1m-all-quick bash pipelines/ml1m_all_strategies.sh --search-epochs 2 --retrain-epochs 5 --no-all-windows
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-runs/ml1m-all-strategies}
@@ -14,5 +16,5 @@ max=$(.venv/bin/nasrec cost --space sasrec-ml1m --arch max --max-len 50 --json |
 budgets=$(.venv/bin/python -c "print(f'{$max / 3:.0f},{2 * $max / 3:.0f}')")
 .venv/bin/nasrec search --strategy all --budget-flops "$budgets" --trials 2 --space sasrec-ml1m --max-len 50 \
   --data ../shared/data/ml-1m/ml-1m_sasrec5.txt --search-epochs 5 --retrain-epochs 30 --patience 5 \
-  --window-stride 25 --out "$out"
+  --window-stride 25 --out "$out" "$@"
 .venv/bin/nasrec pareto

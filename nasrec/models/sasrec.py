@@ -46,6 +46,7 @@ class ModelDims:
     gates: int = 0  # data-aware FFN gates held by every block: 0, 1 (first dense layer) or 2 (both)
     dropout: float = 0.2
     norm: str = "pre"
+    attention_dropout: float = 0.0  # on softmax attention weights, training only
 
     @property
     def depth(self) -> int:
@@ -80,6 +81,7 @@ class ModelDims:
             projection=any(e != h for h in space.hiddens for e in space.embedding_widths(h)),
             dropout=sn.dropout,
             norm=sn.norm,
+            attention_dropout=sn.attention_dropout,
         )
 
     def for_arch(self, arch: Arch) -> ModelDims:
@@ -111,14 +113,17 @@ def attention_mask(valid: torch.Tensor) -> torch.Tensor:
 
 
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
-                      mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Causal, padding-masked scaled dot-product attention. q, k, v: [B, heads, L, d]; valid: [B, L]."""
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask(valid) if mask is None else mask)
+                      mask: torch.Tensor | None = None, dropout_p: float = 0.0) -> torch.Tensor:
+    """Causal, padding-masked scaled dot-product attention. q, k, v: [B, heads, L, d]; valid: [B, L].
+    `dropout_p` drops attention weights (pass 0 outside training)."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask(valid) if mask is None else mask,
+                                          dropout_p=dropout_p)
 
 
 def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
-                     mask: torch.Tensor | None = None) -> torch.Tensor:
-    """LinRec attention, made causal with prefix sums and blind to padding.
+                     mask: torch.Tensor | None = None, dropout_p: float = 0.0) -> torch.Tensor:
+    """LinRec attention, made causal with prefix sums and blind to padding. It forms no attention weights,
+    so `dropout_p` (attention-weight dropout) does not apply to it.
 
     q is L2-normalised over features; k over positions, but only over the keys a query may see (the
     causal prefix of valid positions), which is what makes it causal. Cost: O(L d^2) per head.
@@ -144,9 +149,11 @@ class Dropout(nn.Dropout):
 class Block(nn.Module):
     """One transformer block at its maximal size; `forward` runs any leading slice of it."""
 
-    def __init__(self, hidden: int, inner: int, norm: str, dropout: float, gates: int = 0) -> None:
+    def __init__(self, hidden: int, inner: int, norm: str, dropout: float, gates: int = 0,
+                 attention_dropout: float = 0.0) -> None:
         super().__init__()
         self.norm = norm
+        self.attention_dropout = attention_dropout
         if gates:  # EASRec data-aware gates: an MLP on the input embeddings, one head per gated layer
             self.gate_in = nn.Linear(hidden, GATE_HIDDEN)
             self.gate1 = nn.Linear(GATE_HIDDEN, inner)
@@ -172,8 +179,11 @@ class Block(nn.Module):
 
         q, k, v = (split(sliced_linear(x, lin, h, h)) for lin in (self.q, self.k, self.v))
         attend = softmax_attention if kind == "softmax" else linear_attention
-        out = attend(q, k, v, valid, mask).transpose(1, 2).reshape(b, length, h)
+        out = attend(q, k, v, valid, mask, self.attention_dropout_p()).transpose(1, 2).reshape(b, length, h)
         return sliced_linear(out, self.o, h, h)
+
+    def attention_dropout_p(self) -> float:
+        return self.attention_dropout if self.training else 0.0
 
     def gate_values(self, x0: torch.Tensor, h: int, inner: int, n_gates: int
                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -218,7 +228,8 @@ class ElasticSASRec(nn.Module):
         if dims.projection:
             self.in_proj = nn.Linear(dims.embedding, dims.hidden)
             self.out_proj = nn.Linear(dims.hidden, dims.embedding)
-        self.blocks = nn.ModuleList(Block(dims.hidden, i, dims.norm, dims.dropout, dims.gates) for i in dims.inner)
+        self.blocks = nn.ModuleList(Block(dims.hidden, i, dims.norm, dims.dropout, dims.gates, dims.attention_dropout)
+                                    for i in dims.inner)
         self.final_ln = nn.LayerNorm(dims.hidden, eps=LN_EPS)
         self.emb_dropout = Dropout(dims.dropout)
         # Called with every input batch (search code uses it to check which split a step read).

@@ -85,7 +85,7 @@ def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.T
         for w, kind in zip(attn_w, kinds, strict=True):
             if _active(w):
                 fn = softmax_attention if kind == "softmax" else linear_attention
-                out = out + w * fn(q, k, v, valid, mask)
+                out = out + w * fn(q, k, v, valid, mask, block.attention_dropout_p())
         out = out.transpose(1, 2).reshape(bsz, length, h)  # type: ignore[union-attr]
         return sliced_linear(out, block.o, h, h)
 

@@ -126,3 +126,32 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     x = _inputs()
     with torch.no_grad():
         torch.testing.assert_close(loaded.score_last(x), dense.score_last(x))
+
+
+def test_attention_dropout_acts_on_softmax_weights_in_training_only() -> None:
+    torch.manual_seed(0)
+    dims = ModelDims(N_ITEMS, MAX_LEN, 32, (64,), 32, 2, attention="softmax", dropout=0.0, attention_dropout=0.5)
+    model = ElasticSASRec(dims)
+    x = _inputs()
+    model.train()
+    first, second = model(x), model(x)
+    assert not torch.allclose(first, second)  # the attention weights were dropped differently
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
+    without = ElasticSASRec(ModelDims(**{**dims.to_dict(), "inner": dims.inner, "attention_dropout": 0.0}))
+    without.load_state_dict(model.state_dict())
+    without.train()
+    torch.testing.assert_close(without(x), without(x))  # no other dropout in this model
+    linear = export(model, Arch(1, 32, (64,), 32, 2, "linear")).train()
+    torch.testing.assert_close(linear(x), linear(x))  # linear attention forms no weights to drop
+
+
+def test_spaces_read_attention_dropout(tmp_path: Path) -> None:
+    from nasrec.arch import load_space_file
+
+    text = (Path(__file__).parents[2] / "search_spaces" / "tiny.yaml").read_text()
+    path = tmp_path / "tiny-attn.yaml"
+    path.write_text(text.replace("dropout: 0.1", "dropout: 0.1\n  attention_dropout: 0.3").replace(
+        "name: tiny", "name: tiny-attn"))
+    dims = ModelDims.for_space(load_space_file(path), N_ITEMS)
+    assert dims.attention_dropout == 0.3
