@@ -6,48 +6,15 @@ from typing import Any
 
 import optuna
 import pytest
-import torch
 
 from nasrec import cost
-from nasrec.arch import Arch, get_space
-from nasrec.data import SyntheticConfig, generate_synthetic, leave_one_out
+from nasrec.arch import Arch
 from nasrec.errors import ConfigError
-from nasrec.models import ElasticSASRec, ModelDims
 from nasrec.strategies import optuna_search
-from nasrec.strategies.base import SearchContext, create_strategy, get_strategy
+from nasrec.strategies.base import create_strategy, get_strategy
 from nasrec.strategies.optuna_search import OptunaSearch, arch_params, pareto_indices, sample_arch
 
-MAX_LEN = 12
-
-
-@pytest.fixture(scope="module")
-def splits():
-    data = generate_synthetic(SyntheticConfig(n_users=120, n_items=150, mean_len=10, seed=3))
-    return leave_one_out(data, seed=0)
-
-
-@pytest.fixture(scope="module")
-def space():
-    return get_space("tiny")
-
-
-def budget_at(space, n_items: int, fraction: float) -> float:
-    rng = cost.flops_range(space, n_items, MAX_LEN)
-    return rng.min_flops + fraction * (rng.max_flops - rng.min_flops)
-
-
-def make_ctx(splits, space, budget: float, *, seed: int = 0, **kw: Any) -> SearchContext:
-    n_items = splits.data.n_items
-    torch.manual_seed(seed)
-    supernet = ElasticSASRec(ModelDims.for_space(space, n_items, MAX_LEN))
-    return SearchContext(supernet=supernet, space=space, search_train=splits.search_train,
-                         arch_valid=splits.arch_valid, n_items=n_items, max_len=MAX_LEN, budget_flops=budget,
-                         epochs=1, batch_size=64, lr=1e-3, seed=seed,
-                         flops=lambda a: cost.flops(a, n_items, MAX_LEN), **kw)
-
-
-def timeless(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in trace]
+MAX_LEN = 12  # the max_len of conftest.make_ctx
 
 
 def test_registered_with_declared_hyperparams():
@@ -74,7 +41,7 @@ def test_pareto_indices():
     assert pareto_indices([(0.1, 5), (0.2, 5), (0.2, 3), (0.05, 1)]) == [2, 3]
 
 
-def test_searches_within_budget_and_keeps_the_best(splits, space):
+def test_searches_within_budget_and_keeps_the_best(splits, space, make_ctx, budget_at):
     n_items = splits.data.n_items
     budget = budget_at(space, n_items, 0.5)
     ctx = make_ctx(splits, space, budget)
@@ -97,7 +64,7 @@ def test_searches_within_budget_and_keeps_the_best(splits, space):
     assert ctx.source.steps and set(ctx.source.steps) == {("weights", "search_train")}
 
 
-def test_deterministic_for_a_seed(splits, space):
+def test_deterministic_for_a_seed(splits, space, make_ctx, budget_at, timeless):
     budget = budget_at(space, splits.data.n_items, 0.6)
     params = {"n_trials": 3, "population_size": 2}
     first = create_strategy("optuna", params).search(make_ctx(splits, space, budget, seed=4))
@@ -105,7 +72,7 @@ def test_deterministic_for_a_seed(splits, space):
     assert first.arch == second.arch and timeless(first.trace) == timeless(second.trace)
 
 
-def test_a_stuck_sampler_is_filled_with_untried_archs_within_budget(splits, space, monkeypatch):
+def test_a_stuck_sampler_is_filled_with_untried_archs_within_budget(splits, space, monkeypatch, make_ctx, budget_at):
     n_items = splits.data.n_items
     budget = budget_at(space, n_items, 0.05)  # few archs fit: most proposals are over budget
     feasible = {a for a in space if cost.flops(a, n_items, MAX_LEN) <= budget}
@@ -120,7 +87,8 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_continues_the_study_without_retraining(splits, space, tmp_path, monkeypatch):
+def test_resume_continues_the_study_without_retraining(splits, space, tmp_path, monkeypatch, make_ctx, budget_at,
+                                                       timeless):
     budget = budget_at(space, splits.data.n_items, 0.6)
     params = {"n_trials": 3, "population_size": 2}
     reference = create_strategy("optuna", params).search(make_ctx(splits, space, budget, seed=1))

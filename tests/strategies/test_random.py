@@ -5,50 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import torch
 
 from nasrec import cost
-from nasrec.arch import Arch, get_space
-from nasrec.data import SyntheticConfig, generate_synthetic, leave_one_out
+from nasrec.arch import Arch
 from nasrec.errors import ConfigError
-from nasrec.models import ElasticSASRec, ModelDims
-from nasrec.strategies.base import SearchContext, create_strategy, get_strategy
+from nasrec.strategies.base import create_strategy, get_strategy
 from nasrec.strategies.random_search import RandomSearch
 
-MAX_LEN = 12
-
-
-@pytest.fixture(scope="module")
-def splits():
-    data = generate_synthetic(SyntheticConfig(n_users=120, n_items=150, mean_len=10, seed=3))
-    return leave_one_out(data, seed=0)
-
-
-@pytest.fixture(scope="module")
-def space():
-    return get_space("tiny")
-
-
-def flops_of(n_items: int):
-    return lambda arch: cost.flops(arch, n_items, MAX_LEN)
-
-
-def budget_at(space, n_items: int, fraction: float) -> float:
-    rng = cost.flops_range(space, n_items, MAX_LEN)
-    return rng.min_flops + fraction * (rng.max_flops - rng.min_flops)
-
-
-def make_ctx(splits, space, budget: float, *, seed: int = 0, **kw: Any) -> SearchContext:
-    n_items = splits.data.n_items
-    torch.manual_seed(seed)
-    supernet = ElasticSASRec(ModelDims.for_space(space, n_items, MAX_LEN))
-    return SearchContext(supernet=supernet, space=space, search_train=splits.search_train,
-                         arch_valid=splits.arch_valid, n_items=n_items, max_len=MAX_LEN, budget_flops=budget,
-                         epochs=1, batch_size=64, lr=1e-3, seed=seed, flops=flops_of(n_items), **kw)
-
-
-def timeless(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in trace]
+MAX_LEN = 12  # the max_len of conftest.make_ctx
 
 
 def test_registered_with_declared_hyperparams():
@@ -65,7 +29,7 @@ def test_registered_with_declared_hyperparams():
         create_strategy("random", {"n_candidates": 0})
 
 
-def test_runs_within_budget_and_keeps_the_best(splits, space):
+def test_runs_within_budget_and_keeps_the_best(splits, space, make_ctx, budget_at):
     n_items = splits.data.n_items
     budget = budget_at(space, n_items, 0.5)
     ctx = make_ctx(splits, space, budget)
@@ -90,7 +54,7 @@ def test_runs_within_budget_and_keeps_the_best(splits, space):
     assert ctx.source.steps and set(ctx.source.steps) == {("weights", "search_train")}
 
 
-def test_all_candidates_within_budget_and_fewer_feasible_takes_all(splits, space):
+def test_all_candidates_within_budget_and_fewer_feasible_takes_all(splits, space, make_ctx, budget_at):
     n_items = splits.data.n_items
     budget = budget_at(space, n_items, 0.3)
     ctx = make_ctx(splits, space, budget)
@@ -101,7 +65,7 @@ def test_all_candidates_within_budget_and_fewer_feasible_takes_all(splits, space
     assert len(picked) == len(set(picked)) and set(picked) == feasible
 
 
-def test_deterministic_for_a_seed_and_seeds_differ(splits, space):
+def test_deterministic_for_a_seed_and_seeds_differ(splits, space, make_ctx, budget_at, timeless):
     budget = budget_at(space, splits.data.n_items, 0.6)
     params = {"n_candidates": 2}
     first = create_strategy("random", params).search(make_ctx(splits, space, budget, seed=5))
@@ -118,7 +82,7 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_skips_finished_candidates(splits, space, tmp_path, monkeypatch):
+def test_resume_skips_finished_candidates(splits, space, tmp_path, monkeypatch, make_ctx, budget_at, timeless):
     budget = budget_at(space, splits.data.n_items, 0.6)
     params = {"n_candidates": 3}
     reference = create_strategy("random", params).search(make_ctx(splits, space, budget, seed=1))
