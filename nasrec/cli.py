@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 import typer
@@ -22,6 +22,9 @@ from nasrec import api
 from nasrec.arch import list_spaces
 from nasrec.errors import NasrecError
 from nasrec.train import EpochLog, TrainConfig, TrainState
+
+if TYPE_CHECKING:  # importing it loads Ray and MLflow: only the trials path pays for that
+    from nasrec.trials import TrialsPlan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="AutoML for sequential recommenders.")
 spaces_app = typer.Typer(no_args_is_help=True, help="Search spaces.")
@@ -301,7 +304,7 @@ def _search_trials_resume(path: Path, *, address: str | None, concurrency: int |
     _run_and_print(plan)
 
 
-def _run_and_print(plan: Any) -> None:
+def _run_and_print(plan: TrialsPlan) -> None:
     outcome = plan.run(on_trial=lambda row: console.print(_trial_line(row), highlight=False, soft_wrap=True))
     counts = outcome.counts()
     table = Table(title=f"Pareto front (test NDCG@10 up, FLOPs down) of {counts['ok']} finished trials")
