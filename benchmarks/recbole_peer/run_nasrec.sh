@@ -3,6 +3,8 @@
 # dropout 0.2 / full-softmax CE / Adam 1e-3 / batch 128 / patience 10 on valid NDCG@10, on ML-100k,
 # leave-one-out, full ranking, one torch thread.
 #   bash benchmarks/recbole_peer/run_nasrec.sh [OUT_DIR]          (from anywhere; runs in the repo root)
+#   DATA=../shared/data/ml-1m/ml-1m_sasrec5.txt EXTRA_ARGS="--window-stride 5" \
+#       bash benchmarks/recbole_peer/run_nasrec.sh benchmarks/out/recbole_peer_ml1m/nasrec-stride5   (ML-1M)
 #   EXCLUDE_HISTORY=1 bash benchmarks/recbole_peer/run_nasrec.sh benchmarks/out/recbole_peer/nasrec-exclude-history
 # History items stay in the ranking by default, as in RecBole's full ranking of sequential models (its
 # FullSortEvalDataLoader passes no history mask for them); EXCLUDE_HISTORY=1 drops them (not like-for-like).
@@ -18,7 +20,7 @@ hist=--no-exclude-history
 mkdir -p "$out"
 log="$out/train.log"
 tsv="$out/epochs.tsv"
-cmd=(.venv/bin/nasrec train --data ../shared/data/ml-100k/ml-100k.inter --space benchmarks/spaces/sasrec-ml100k.yaml
+cmd=(.venv/bin/nasrec train --data "${DATA:-../shared/data/ml-100k/ml-100k.inter}" --space benchmarks/spaces/sasrec-ml100k.yaml
      --arch max --epochs 200 --patience 10 --batch-size 128 --lr 1e-3 --seed 0 --min-seq-len 3 "$hist"
      --threads 1 --out "$out" ${EXTRA_ARGS:-})
 echo "${cmd[*]}" | tee "$out/command.txt"

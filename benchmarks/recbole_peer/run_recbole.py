@@ -1,9 +1,15 @@
 #!/usr/bin/env python
-"""Peer run: RecBole 1.2.1's SASRec on ML-100k with the protocol and model size of the nasrec run.
+"""Peer run: RecBole 1.2.1's SASRec on ML-100k or ML-1M with the protocol and model size of the nasrec run.
 
 Run with the RecBole venv (benchmarks/recbole_peer/setup_venv.sh), from anywhere:
 
     ../recbole-venv/bin/python benchmarks/recbole_peer/run_recbole.py
+    ../recbole-venv/bin/python benchmarks/recbole_peer/run_recbole.py \
+        --data ../shared/data/ml-1m/ml-1m_sasrec5.txt --out benchmarks/out/recbole_peer_ml1m
+
+A `.txt` file is read as SASRec-style `user item` lines in time order (ML-1M's `ml-1m_sasrec5.txt`): it
+is converted to an atomic `.inter` whose timestamp is the line number, so RecBole's time order is the
+file order (what nasrec reads).
 
 Writes OUT/recbole.json (rewritten after every epoch, so a killed run keeps its history) and
 OUT/recbole_sequences.json (the per-user item order RecBole trained and evaluated on, for compare.py's
@@ -42,7 +48,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-DATASET = "ml100k"  # not "ml-100k": for that name RecBole silently reads its own bundled copy instead
+
+
+def dataset_name(src: Path) -> str:
+    """RecBole's dataset name: the file stem without '-' (for "ml-100k" RecBole would silently read its
+    own bundled copy instead of ours)."""
+    return src.stem.replace("-", "")
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,9 +75,11 @@ def parse_args() -> argparse.Namespace:
 def prepare_data(src: Path, data_dir: Path, order: str) -> dict:
     """RecBole wants DIR/NAME/NAME.inter: a re-ordered copy (sorted) or a symlink (raw), never in git."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    dst = data_dir / f"{DATASET}.inter"
+    dst = data_dir / f"{dataset_name(src)}.inter"
     if dst.is_symlink() or dst.exists():
         dst.unlink()
+    if src.suffix == ".txt":
+        return convert_user_item_lines(src, dst)
     if order == "raw":
         dst.symlink_to(src)
         return {"file": str(src), "recbole_file": str(dst), "order": "raw (symlink, file order)"}
@@ -82,6 +95,24 @@ def prepare_data(src: Path, data_dir: Path, order: str) -> dict:
     dst.write_text("\n".join([header, *(rows[i] for i in idx)]) + "\n")
     return {"file": str(src), "recbole_file": str(dst),
             "order": "sorted: same rows, re-ordered by (user, float64 timestamp), ties in file order"}
+
+
+def convert_user_item_lines(src: Path, dst: Path) -> dict:
+    """`user item` lines in time order -> atomic .inter with timestamp = line number (exact in float32 up
+    to 2**24 lines; ML-1M has ~1e6)."""
+    rows = []
+    for n, line in enumerate(src.read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise SystemExit(f"{src}:{n}: expected 'user item', got {line!r}")
+        rows.append(f"{parts[0]}\t{parts[1]}\t{n}")
+    if len(rows) >= 2**24:
+        raise SystemExit(f"{src}: {len(rows)} lines; line numbers as float32 timestamps would collide")
+    dst.write_text("user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(rows) + "\n")
+    return {"file": str(src), "recbole_file": str(dst),
+            "order": "user item lines: file order, timestamp = line number"}
 
 
 def recbole_config(args: argparse.Namespace, data_root: Path, work: Path) -> dict:
@@ -154,7 +185,7 @@ def main() -> None:
     work = out / "recbole_work"
     work.mkdir(parents=True, exist_ok=True)
     src = Path(args.data).resolve()
-    data_info = prepare_data(src, out / "data" / DATASET, args.order)
+    data_info = prepare_data(src, out / "data" / dataset_name(src), args.order)
 
     import recbole
     from recbole.config import Config
@@ -165,7 +196,7 @@ def main() -> None:
 
     os.chdir(work)  # RecBole writes ./log and ./log_tensorboard
     setup_start = time.perf_counter()
-    config = Config(model="SASRec", dataset=DATASET,
+    config = Config(model="SASRec", dataset=dataset_name(src),
                     config_dict=recbole_config(args, out / "data", work))
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)

@@ -138,12 +138,13 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: t
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout with the mask drawn by `rand_like` (about 2x faster than `bernoulli_` on a CPU)."""
+    """nn.Dropout with a float mask built in place from `rand_like`: on a CPU forward + backward take
+    about half the time of `F.dropout` (`bernoulli_`) or of a boolean mask, which costs type promotions."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        return x * (torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p))
+        return x * torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
 
 
 class Block(nn.Module):

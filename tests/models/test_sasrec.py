@@ -8,6 +8,7 @@ import torch
 
 from nasrec.arch import Arch, get_space
 from nasrec.models import ElasticSASRec, ModelDims, export, load_model, save_model
+from nasrec.models.sasrec import Dropout
 
 N_ITEMS, MAX_LEN = 60, 16
 
@@ -155,3 +156,17 @@ def test_spaces_read_attention_dropout(tmp_path: Path) -> None:
         "name: tiny", "name: tiny-attn"))
     dims = ModelDims.for_space(load_space_file(path), N_ITEMS)
     assert dims.attention_dropout == 0.3
+
+
+def test_dropout_drops_p_and_keeps_the_mean() -> None:
+    torch.manual_seed(0)
+    drop = Dropout(0.2)
+    x = torch.ones(200_000, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(1.0 - kept.float().mean().item() - 0.2) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1.25))
+    y.sum().backward()  # the gradient flows through the kept units only, with the same scale
+    torch.testing.assert_close(x.grad, y.detach())
+    drop.eval()
+    assert drop(x) is x
