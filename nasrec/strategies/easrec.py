@@ -38,9 +38,15 @@ the actual space, item count and max_len, gates included (`mixture.expected_flop
 B = the budget (`--budget-flops`). With d* the depth of the depth controller's CURRENT HARD selection
 (argmax of its logits, no noise) and D the space's largest depth:
 
-    constraint=dynamic:  lam * (d* / D) * E[F] / B
-    constraint=static:   lam * E[F] / B
+    constraint=dynamic:  lam * (d* / D) * P
+    constraint=static:   lam * P
     constraint=none:     no term
+
+    penalty=linear (the paper):  P = E[F] / B
+    penalty=hinge (an option):   P = max(0, E[F] / B - 1)
+
+The paper's linear term keeps pulling FLOPs down below the budget, so the search trades accuracy for
+savings nobody asked for; the hinge charges only expected FLOPs above the budget.
 
 The dynamic factor d*/D is constant in the step (no gradient flows through the argmax): while the
 controller prefers a shallow model, width is penalised less (a shallow model can afford wider blocks),
@@ -133,6 +139,13 @@ class EASRec(DifferentiableStrategy):
             "dynamic",
             choices=("dynamic", "static", "none"),
             help="dynamic: scaled by argmax depth / max depth (s = d*/D); static: s = 1; none: no term",
+        ),
+        HyperParam(
+            "penalty",
+            "categorical",
+            "linear",
+            choices=("linear", "hinge"),
+            help="linear: E[F] / B (the paper); hinge: max(0, E[F] / B - 1), only over-budget FLOPs cost",
         ),
         HyperParam(
             "gates",
@@ -234,13 +247,16 @@ class EASRec(DifferentiableStrategy):
         return self.resource_term(ctx, weights, ctx.space.depths[self._hard_depth_index])
 
     def resource_term(self, ctx: SearchContext, weights: ChoiceWeights, hard_depth: int) -> torch.Tensor | None:
-        """lam * s * E[F] / B with s = hard_depth / max depth (dynamic) or 1 (static); None for `none`."""
+        """lam * s * P with s = hard_depth / max depth (dynamic) or 1 (static) and P = E[F] / B (linear) or
+        max(0, E[F] / B - 1) (hinge); None for `none`."""
         lam, kind = float(self.params["lam"]), self.params["constraint"]
         if kind == "none" or lam == 0.0 or not math.isfinite(ctx.budget_flops):
             return None
         scale = hard_depth / ctx.space.depths[-1] if kind == "dynamic" else 1.0
-        e_flops = expected_flops(ctx.space, weights, ctx.n_items, ctx.max_len, self.n_gates())
-        return (lam * scale * e_flops / ctx.budget_flops).float()
+        ratio = expected_flops(ctx.space, weights, ctx.n_items, ctx.max_len, self.n_gates()) / ctx.budget_flops
+        if self.params["penalty"] == "hinge":
+            ratio = torch.clamp(ratio - 1.0, min=0.0)
+        return (lam * scale * ratio).float()
 
     def end_epoch(self, ctx: SearchContext, logits: ArchLogits, epoch: int) -> dict[str, Any]:
         with torch.no_grad():

@@ -78,9 +78,7 @@ def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.T
 
     def attention(y: torch.Tensor) -> torch.Tensor:
         bsz, length, _ = y.shape
-        d = h // heads
-        q, k, v = (sliced_linear(y, lin, h, h).view(bsz, length, heads, d).transpose(1, 2)
-                   for lin in (block.q, block.k, block.v))
+        q, k, v = block.qkv(y, h, heads)
         out = 0.0
         for w, kind in zip(attn_w, kinds, strict=True):
             if _active(w):

@@ -8,7 +8,7 @@ import torch
 
 from nasrec.arch import Arch, get_space
 from nasrec.models import ElasticSASRec, ModelDims, export, load_model, save_model
-from nasrec.models.sasrec import Dropout
+from nasrec.models.sasrec import Dropout, attention_mask, softmax_attention, trim_left_padding
 
 N_ITEMS, MAX_LEN = 60, 16
 
@@ -170,3 +170,29 @@ def test_dropout_drops_p_and_keeps_the_mean() -> None:
     torch.testing.assert_close(x.grad, y.detach())
     drop.eval()
     assert drop(x) is x
+
+
+@pytest.mark.parametrize("attention", ["softmax", "linear"])
+def test_score_last_trims_common_padding_without_changing_scores(attention: str) -> None:
+    torch.manual_seed(2)
+    dims = ModelDims(N_ITEMS, MAX_LEN, 32, (64, 64), 32, 2, attention=attention, dropout=0.0)
+    model = ElasticSASRec(dims).eval()
+    x = _inputs(batch=4)
+    x[:, :6] = 0  # six columns of padding in every row: dropped before the blocks run
+    assert trim_left_padding(x).shape[1] == MAX_LEN - 6
+    with torch.no_grad():
+        untrimmed = model.item_scores(model(x)[:, -1], model.arch)
+        torch.testing.assert_close(model.score_last(x)[:, 1:], untrimmed)
+    assert trim_left_padding(torch.zeros(2, 5, dtype=torch.long)).shape == (2, 1)
+
+
+def test_unpadded_batches_take_the_causal_kernel_with_the_same_result() -> None:
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, MAX_LEN, 8, generator=gen) for _ in range(3))
+    valid = torch.ones(3, MAX_LEN, dtype=torch.bool)
+    assert attention_mask(valid) is None
+    causal = torch.ones(MAX_LEN, MAX_LEN, dtype=torch.bool).tril()
+    explicit = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=causal)
+    torch.testing.assert_close(softmax_attention(q, k, v, valid), explicit)
+    valid[0, 0] = False  # one padded position: the mask is built again
+    assert attention_mask(valid) is not None

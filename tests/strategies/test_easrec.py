@@ -134,6 +134,23 @@ def test_dynamic_constraint_scales_with_the_hard_depth(space):
     assert prepared(space, {"lam": 0.0}).resource_term(ctx, w, 1) is None
 
 
+def test_hinge_penalty_charges_only_expected_flops_over_the_budget(space):
+    logits = random_logits(space)
+    s = prepared(space, {"lam": 0.5, "constraint": "static", "penalty": "hinge"})
+    w = s.relax(logits, 0, arch_step=True)
+    e = expected_flops(space, w, 60, MAX_LEN, gates=2).float().item()
+    under = SimpleNamespace(space=space, n_items=60, max_len=MAX_LEN, budget_flops=e * 1.25)
+    over = SimpleNamespace(space=space, n_items=60, max_len=MAX_LEN, budget_flops=e / 1.25)
+    charged = s.resource_term(over, w, 2)
+    assert charged.item() == pytest.approx(0.5 * 0.25, rel=1e-4)  # lam * (E[F] / B - 1)
+    free = s.resource_term(under, w, 2)
+    assert free.item() == 0.0
+    free.backward()  # no pull on the weights while the expectation fits
+    assert logits.hidden.grad is None or logits.hidden.grad.abs().sum() == 0
+    with pytest.raises(ConfigError):
+        create_strategy("easrec", {"penalty": "quadratic"})
+
+
 def test_gates_change_the_output(splits, space):
     torch.manual_seed(0)
     supernet = ElasticSASRec(create_strategy("easrec").supernet_dims(
