@@ -4,7 +4,9 @@
 #   bash benchmarks/gpu_runs.sh PHASE OUT_DIR [DEADLINE_SECONDS]
 # PHASE: ml1m-L200 (issue-2 SASRec, strategies and EASRec ablations on ML-1M at max_len 200, budget 1/3 of max) or
 #        more (issue-2 SASRec again, EASRec with lam 0.01, ML-1M at budget 2e8, Amazon Beauty with sasrec-gowalla) or
-#        last (issue-2 SASRec selected and tested with history excluded, EASRec with softmax attention, Beauty's rest).
+#        last (issue-2 SASRec selected and tested with history excluded, EASRec with softmax attention, Beauty's rest) or
+#        next (EASRec with the hinge penalty; 15-epoch searches against the depth-1 preference of 5-epoch supernets;
+#        Beauty's rest).
 # PYTHON (default .venv/bin/python) and DATA_DIR (default ../shared/data) may be set. Finished runs are kept
 # and reused on a rerun (search_compare.py); jobs still running at the deadline are stopped.
 set -uo pipefail
@@ -46,6 +48,14 @@ case $phase in
            "$out/ml1m-sasrec-d64-exclude" --device cuda --threads 1 --exclude-history)")
     add_compare ml1m-L200-softmax "${ml1m[@]}" --max-len 200 --budget 0.333x --references "" \
       --strategy easrec:attention=softmax
+    add_compare beauty "${beauty[@]}" --max-len 50 --budget 0.333x --references max,max-linear \
+      --strategy darts --strategy proxyless --strategy recnas --strategy random --strategy easrec ;;
+  next)
+    add_compare ml1m-L200-hinge "${ml1m[@]}" --max-len 200 --budget 0.333x --references "" \
+      --strategy easrec:penalty=hinge --strategy easrec:penalty=hinge,lam=1.0 \
+      --strategy easrec:penalty=hinge,attention=softmax
+    add_compare ml1m-L200-long "${ml1m[@]}" --max-len 200 --budget 0.333x --references "" --search-epochs 15 \
+      --strategy recnas --strategy darts --strategy easrec --strategy easrec:penalty=hinge
     add_compare beauty "${beauty[@]}" --max-len 50 --budget 0.333x --references max,max-linear \
       --strategy darts --strategy proxyless --strategy recnas --strategy random --strategy easrec ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;

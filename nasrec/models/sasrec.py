@@ -140,9 +140,29 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: t
     k = F.elu(k) * valid[:, None, :, None]  # padding keys contribute nothing
     q = q / q.norm(dim=-1, keepdim=True).clamp_min(LINEAR_ATTN_EPS)
     k_norm = torch.cumsum(k * k, dim=-2).clamp_min(LINEAR_ATTN_EPS**2).sqrt()  # [B, H, L, d]: per query t
-    # out_t = (q_t / ||k||_{<=t}) . sum_{s<=t} k_s v_s^T ; outer products as a batched matmul.
-    kv = torch.cumsum(k.unsqueeze(-1) @ v.unsqueeze(-2), dim=-3)  # [B, H, L, d, d]
-    return ((q / k_norm).unsqueeze(-2) @ kv).squeeze(-2)
+    q = q / k_norm
+    # out_t = (q_t / ||k||_{<=t}) . S_t with S_t = sum_{s<=t} k_s v_s^T; outer products as a batched matmul.
+    # The running states S_t [B, H, L, d, d] are formed a few positions at a time, carrying S forward:
+    # on a CPU, forming all of them at once (hundreds of MB at batch 256) made this core ten times slower.
+    b, heads, length, d = q.shape
+    step = max(1, linear_attention_state_floats(q.device) // (b * heads * d * d))
+    if step >= length:
+        return (q.unsqueeze(-2) @ torch.cumsum(k.unsqueeze(-1) @ v.unsqueeze(-2), dim=-3)).squeeze(-2)
+    out, state = [], None
+    for start in range(0, length, step):
+        window = slice(start, start + step)
+        kv = torch.cumsum(k[:, :, window].unsqueeze(-1) @ v[:, :, window].unsqueeze(-2), dim=-3)
+        if state is not None:
+            kv = kv + state.unsqueeze(2)
+        out.append((q[:, :, window].unsqueeze(-2) @ kv).squeeze(-2))
+        state = kv[:, :, -1]
+    return torch.cat(out, dim=2)
+
+
+def linear_attention_state_floats(device: torch.device) -> int:
+    """How many running-state numbers `linear_attention` forms at a time: about one core's L2 on a CPU,
+    effectively all positions on a GPU (where one large cumsum is cheaper than a loop of small ones)."""
+    return 1 << 18 if device.type == "cpu" else 1 << 28
 
 
 def trim_left_padding(inputs: torch.Tensor) -> torch.Tensor:

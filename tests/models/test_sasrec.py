@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nasrec.arch import Arch, get_space
-from nasrec.models import ElasticSASRec, ModelDims, export, load_model, save_model
+from nasrec.models import ElasticSASRec, ModelDims, export, load_model, sasrec, save_model
 from nasrec.models.sasrec import Dropout, attention_mask, softmax_attention, trim_left_padding
 
 N_ITEMS, MAX_LEN = 60, 16
@@ -196,3 +196,17 @@ def test_unpadded_batches_take_the_causal_kernel_with_the_same_result() -> None:
     torch.testing.assert_close(softmax_attention(q, k, v, valid), explicit)
     valid[0, 0] = False  # one padded position: the mask is built again
     assert attention_mask(valid) is not None
+
+
+def test_linear_attention_in_steps_equals_all_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, MAX_LEN, 4, generator=gen, requires_grad=True) for _ in range(3))
+    valid = torch.ones(3, MAX_LEN, dtype=torch.bool)
+    valid[0, :5] = False
+    whole = sasrec.linear_attention(q, k, v, valid)  # 3*2*4*4 states per position: all 16 positions at once
+    grads = torch.autograd.grad(whole.sum(), (q, k, v))
+    monkeypatch.setattr(sasrec, "linear_attention_state_floats", lambda device: 3 * 2 * 4 * 4 * 3)  # 3 at a time
+    stepped = sasrec.linear_attention(q, k, v, valid)
+    torch.testing.assert_close(stepped, whole)
+    for g_step, g_whole in zip(torch.autograd.grad(stepped.sum(), (q, k, v)), grads, strict=True):
+        torch.testing.assert_close(g_step, g_whole)
