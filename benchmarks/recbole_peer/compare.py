@@ -34,6 +34,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sequences", type=Path, default=OUT / "recbole_sequences.json")
     p.add_argument("--data", default="../shared/data/ml-100k/ml-100k.inter", help="for the order check")
     p.add_argument("--out", type=Path, default=OUT / "compare.md")
+    p.add_argument("--together", action="store_true",
+                   help="the two runs ran at the same time, one core each (default: one after the other)")
     return p.parse_args()
 
 
@@ -143,10 +145,11 @@ def main() -> None:
 
     header = ["tool", "epochs", "time to RecBole's best valid NDCG@10", "total train time", "best valid NDCG@10",
               "test Recall@10", "test NDCG@10", "test MRR@10", "test Recall@20", "test NDCG@20", "test MRR@20"]
-    out = ["# RecBole vs nasrec: SASRec on ML-100k\n",
+    schedule = "at the same time, one core each" if args.together else "one after the other"
+    out = [f"# RecBole vs nasrec: SASRec on {Path(args.data).name}\n",
            f"RecBole's best validation NDCG@10: **{target:.4f}** (epoch {rb_hit['epoch']}). Full ranking over all "
            f"items, history items NOT excluded (RecBole's behaviour for sequential models; nasrec run with "
-           f"--no-exclude-history), leave-one-out, one torch thread each, run one after the other.\n",
+           f"--no-exclude-history), leave-one-out, one torch thread each, run {schedule}.\n",
            table(header, [row(rb, target), row(ns, target)]), ""]
     if rb["status"] != "done":
         out.append(f"**RecBole's run is not finished** ({rb['epochs']} epochs so far): numbers are provisional.\n")
