@@ -143,7 +143,7 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: t
     q = q / k_norm
     # out_t = (q_t / ||k||_{<=t}) . S_t with S_t = sum_{s<=t} k_s v_s^T; outer products as a batched matmul.
     # The running states S_t [B, H, L, d, d] are formed a few positions at a time, carrying S forward:
-    # on a CPU, forming all of them at once (hundreds of MB at batch 256) made this core ten times slower.
+    # on a CPU, forming all of them at once (hundreds of MB at batch 256) made this core 4-10x slower.
     b, heads, length, d = q.shape
     step = max(1, linear_attention_state_floats(q.device) // (b * heads * d * d))
     if step >= length:
