@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/ml-1m/ml-1m_sasrec5.txt")
     parser.add_argument("--max-len", type=int, default=200)
     parser.add_argument("--batches", type=int, default=0, help="time only this many batches (0 = one epoch)")
+    parser.add_argument("--warmup", type=int, default=0, help="untimed batches before the timed ones")
     parser.add_argument("--last-window-only", action="store_true", help="one window per user (SASRec's epoch)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", default="benchmarks/out/train_speed.json")
@@ -62,14 +63,17 @@ def main() -> None:
     positions = windows = 0
     start = time.perf_counter()
     for step, (x, y) in enumerate(loader):
-        if step == n_batches:
+        if step == args.warmup:  # the first steps allocate buffers and Adam's state: not timed
+            start = time.perf_counter()
+        if step == args.warmup + n_batches:
             break
         loss = next_item_loss(model, x, y, arch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        positions += int((y > 0).sum())
-        windows += x.shape[0]
+        if step >= args.warmup:
+            positions += int((y > 0).sum())
+            windows += x.shape[0]
     seconds = time.perf_counter() - start
     rate_after = matmul_gflops()
 
@@ -79,7 +83,8 @@ def main() -> None:
     floor = 3 * forward / (min(rate, rate_after) * 1e9)
     report = {
         "data": data.name, "users": data.n_users, "items": data.n_items, "max_len": args.max_len,
-        "windows_per_epoch": len(inputs), "batches_timed": n_batches, "batches_per_epoch": len(loader),
+        "windows_per_epoch": len(inputs), "batches_timed": n_batches, "warmup_batches": args.warmup,
+        "batches_per_epoch": len(loader),
         "positions_timed": positions, "seconds": seconds, "seconds_per_batch": seconds / n_batches,
         "epoch_seconds_estimate": seconds / n_batches * len(loader),
         "matmul_gflops": [rate, rate_after], "train_tflop": 3 * forward / 1e12,
