@@ -105,6 +105,7 @@ def evaluated_arch(model: ElasticSASRec, arch: Arch, space: str, splits: Splits,
         "max_len": max_len,
         "epochs_run": state.epoch,
         "best_epoch": state.best_epoch,
+        "stopped_by": state.stop_reason(config),
         "history": [{"epoch": h.epoch, "loss": h.loss, "valid_ndcg@10": h.valid["ndcg@10"], "seconds": h.seconds}
                     for h in state.history],
         "machine": machine_summary(model_device(model)),
@@ -155,11 +156,15 @@ def train(data: DataOptions | str = "synthetic", *, space: str = "tiny", arch: s
     train_seconds = time.perf_counter() - start
 
     result = evaluated_arch(model, chosen, search_space.name, splits, length, config, state)
-    curve = {k: result.pop(k) for k in ("epochs_run", "best_epoch", "history")}
+    curve = {k: result.pop(k) for k in ("epochs_run", "best_epoch", "stopped_by", "history")}
     result["train"] = {**config.to_dict(), **curve, "seconds": train_seconds}
     save_model(model, out / "model")
     write_json(out / "result.json", result)
     return result
+
+
+# When to stop may change on --resume (continue a run that stopped on them); what is trained may not.
+STOPPING_RULES = ("epochs", "patience", "max_seconds")
 
 
 def _check_resumable(out: Path, run_config: dict[str, Any]) -> None:
@@ -167,8 +172,13 @@ def _check_resumable(out: Path, run_config: dict[str, Any]) -> None:
     if not (out / "checkpoint.pt").is_file() or not config_file.is_file():
         raise ConfigError(f"--resume: {out} holds no checkpoint of an earlier `nasrec train` run")
     earlier = json.loads(config_file.read_text())
-    changed = sorted(k for k in run_config if json.dumps(earlier.get(k), sort_keys=True)
-                     != json.dumps(run_config[k], sort_keys=True))
+
+    def fixed(config: dict[str, Any]) -> dict[str, Any]:
+        train = {k: v for k, v in config.get("train", {}).items() if k not in STOPPING_RULES}
+        return {**config, "train": train}
+
+    before, now = fixed(earlier), fixed(run_config)
+    changed = sorted(k for k in now if json.dumps(before.get(k), sort_keys=True) != json.dumps(now[k], sort_keys=True))
     if changed:
         raise ConfigError(f"--resume: {out} was started with different {', '.join(changed)}; "
                           "rerun with the same options or another --out")

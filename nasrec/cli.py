@@ -20,7 +20,7 @@ from rich.table import Table
 
 from nasrec import api
 from nasrec.arch import list_spaces
-from nasrec.errors import NasrecError
+from nasrec.errors import ConfigError, NasrecError
 from nasrec.train import EpochLog, TrainConfig, TrainState
 
 if TYPE_CHECKING:  # importing it loads Ray and MLflow: only the trials path pays for that
@@ -78,6 +78,9 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
     patience: Annotated[int, typer.Option(min=1, help="Epochs without better valid NDCG@10.")] = 10,
+    max_minutes: Annotated[float | None, typer.Option(help="Wall-time budget: no new "
+                                                      "epoch starts after it; the best valid weights are kept.")
+                           ] = None,
     max_len: MaxLenOpt = None,
     seed: int = 0,
     min_seq_len: Annotated[int, typer.Option(min=3)] = 3,
@@ -86,17 +89,23 @@ def train(
     all_windows: Annotated[bool, typer.Option(help="Use every max_len window of long histories.")] = True,
     window_stride: Annotated[int | None, typer.Option(min=1, help="Step between training windows (default "
                                                       "max_len); smaller: overlapping windows, more context.")] = None,
+    group_by_length: Annotated[bool, typer.Option(help="Batch windows of similar length together (less "
+                                                  "padding to compute; batches are still shuffled).")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
     device: DeviceOpt = "auto",
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/train"),
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt (the same options; --epochs, "
+                                         "--patience and --max-minutes may change).")] = False,
 ) -> None:
     """Train one architecture, evaluate test once, write OUT/result.json."""
+    if max_minutes is not None and max_minutes <= 0:
+        raise ConfigError(f"--max-minutes must be > 0, got {max_minutes}")
     if threads:
         torch.set_num_threads(threads)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                          exclude_history=exclude_history, all_windows=all_windows,
-                         window_stride=window_stride)
+                         window_stride=window_stride, group_by_length=group_by_length,
+                         max_seconds=None if max_minutes is None else max_minutes * 60)
     data_opts = api.DataOptions(source=data, format=format, min_seq_len=min_seq_len, kcore=kcore)
     with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console, transient=False) as progress:

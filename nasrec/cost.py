@@ -90,7 +90,7 @@ def latency_ms(model: ElasticSASRec, batch_size: int, *, max_len: int | None = N
     inputs = torch.randint(1, model.dims.n_items + 1, (batch_size, length), generator=gen).to(device)
     model.eval()
     times = []
-    with torch.no_grad():
+    with torch.inference_mode():  # how a served model runs: no autograd bookkeeping at all
         for i in range(warmup + repeats):
             synchronize(device)
             start = time.perf_counter()

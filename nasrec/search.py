@@ -215,7 +215,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
     retrain_seconds = time.perf_counter() - start
 
     result_json = evaluated_arch(model, chosen, space.name, splits, max_len, train_config, state)
-    curve = {k: result_json.pop(k) for k in ("epochs_run", "best_epoch", "history")}
+    curve = {k: result_json.pop(k) for k in ("epochs_run", "best_epoch", "stopped_by", "history")}
     result_json.update({
         "strategy": strategy.name,
         "strategy_params": strategy.params,

@@ -20,9 +20,9 @@ import torch
 from nasrec.arch import Arch
 from nasrec.data import EvalSet, WindowLoader, eval_inputs, training_windows
 from nasrec.device import model_device, rng_state, set_rng_state
-from nasrec.errors import NasrecError
+from nasrec.errors import ConfigError, NasrecError
 from nasrec.metrics import evaluate
-from nasrec.models.sasrec import ElasticSASRec
+from nasrec.models.sasrec import ElasticSASRec, trim_left_padding
 from nasrec.models.scoring import full_softmax_cross_entropy
 
 SELECTION_METRIC = "ndcg@10"  # validation, full ranking
@@ -43,9 +43,17 @@ class TrainConfig:
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     all_windows: bool = True  # long histories contribute every max_len window, not only the last
     window_stride: int | None = None  # < max_len: overlapping windows, each target once with more context
+    group_by_length: bool = False  # batches of similar-length windows: less padding to compute (WindowLoader)
     exclude_history: bool = False  # drop history items from the full ranking
     eval_batch_size: int = 256
     seed: int = 0
+    # Wall-time budget in seconds, checked between epochs (an epoch that starts under it finishes, as in
+    # RecBole's time caps); the best-validation weights so far are kept. Counts resumed epochs too.
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ConfigError(f"max_seconds must be > 0, got {self.max_seconds}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,12 +77,30 @@ class TrainState:
     best_state: dict[str, torch.Tensor] | None = None
     history: list[EpochLog] = field(default_factory=list)
 
+    @property
+    def seconds(self) -> float:
+        """Training time so far, every epoch's validation included."""
+        return sum(h.seconds for h in self.history)
+
+    def stop_reason(self, config: TrainConfig) -> str | None:
+        """Why training stops before another epoch (`patience`, `epochs`, `time`), or None to go on."""
+        if self.epoch - self.best_epoch >= config.patience:
+            return "patience"
+        if self.epoch >= config.epochs:
+            return "epochs"
+        if config.max_seconds is not None and self.seconds >= config.max_seconds:
+            return "time"
+        return None
+
 
 def next_item_loss(model: ElasticSASRec, inputs: torch.Tensor, targets: torch.Tensor, arch: Arch) -> torch.Tensor:
     """Cross-entropy over all items at every non-padding position.
 
     Only the valid positions are scored: with right-aligned windows most short histories are padding,
-    and the [positions x items] logits are the largest tensor of a step."""
+    and the [positions x items] logits are the largest tensor of a step. Leading columns that are padding
+    in every row are dropped first (exact: positions are right-aligned and padding is masked)."""
+    inputs = trim_left_padding(inputs)
+    targets = targets[:, targets.shape[1] - inputs.shape[1]:]
     hidden = model(inputs, arch)
     mask = targets > 0
     z = model.final_states(hidden[mask], arch)
@@ -111,7 +137,7 @@ def evaluate_arch(model: ElasticSASRec, arch: Arch, split: EvalSet, n_items: int
     def score(batch: torch.Tensor) -> torch.Tensor:
         return model.score_last(batch.to(device, non_blocking=True), arch)
 
-    with torch.no_grad():
+    with torch.inference_mode():
         result = evaluate(score, eval_inputs(split.inputs, max_len), torch.as_tensor(split.targets),
                           split.inputs, n_items, protocols=protocols, exclude_history=exclude_history,
                           popularity=popularity, seed=seed, batch_size=batch_size)
@@ -151,13 +177,14 @@ def train_arch(model: ElasticSASRec, arch: Arch, train_sequences: list[np.ndarra
     torch.manual_seed(config.seed)
     inputs, targets = training_windows(train_sequences, max_len, all_windows=config.all_windows,
                                        stride=config.window_stride)
-    loader = WindowLoader(inputs, targets, config.batch_size, seed=config.seed, device=model_device(model))
+    loader = WindowLoader(inputs, targets, config.batch_size, seed=config.seed,
+                          group_by_length=config.group_by_length, device=model_device(model))
     optimizer = make_adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = TrainState()
     if resume and checkpoint is not None and checkpoint.is_file():
         state = _load_checkpoint(checkpoint, model, optimizer)
 
-    while state.epoch < config.epochs and state.epoch - state.best_epoch < config.patience:
+    while state.stop_reason(config) is None:
         start = time.perf_counter()
         model.train()
         loader.set_epoch(state.epoch)

@@ -86,6 +86,7 @@ CASES = [
      ["train", "--epochs", "1", "--data", "{data}", "--arch",
       '{"depth": 3, "hidden": 32, "inner": 64, "embedding": 32, "heads": 2}'], ["not in space", "depth=3"]),
     ("arch-not-json", ["train", "--epochs", "1", "--data", "{data}", "--arch", "biggest"], ["--arch", "biggest"]),
+    ("time-budget-not-positive", ["train", "--data", "{data}", "--max-minutes", "0"], ["--max-minutes", "> 0"]),
     ("unknown-format", ["data", "stats", "{data}", "--format", "xml"], ["xml"]),
     ("unknown-device-train", ["train", "--epochs", "1", "--data", "{data}", "--device", "tpu"],
      ["--device 'tpu'", "auto, cpu, cuda"]),

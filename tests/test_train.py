@@ -10,7 +10,8 @@ from nasrec import api
 from nasrec.arch import get_space
 from nasrec.data import SyntheticConfig, generate_synthetic, leave_one_out
 from nasrec.models import ElasticSASRec, ModelDims
-from nasrec.train import TrainConfig, TrainingDiverged, train_arch
+from nasrec.models.scoring import full_softmax_cross_entropy
+from nasrec.train import TrainConfig, TrainingDiverged, next_item_loss, train_arch
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,42 @@ def test_early_stopping_and_best_weights(data_file: Path) -> None:
     state = train_arch(model, model.arch, splits.train, splits.valid, data.n_items, 12,
                        TrainConfig(epochs=20, batch_size=32, lr=0.0, patience=2))
     assert state.epoch == 3 and state.best_epoch == 1
+    assert state.stop_reason(TrainConfig(epochs=20, patience=2)) == "patience"
+
+
+def test_time_budget_stops_between_epochs(data_file: Path, tmp_path: Path) -> None:
+    """A budget smaller than one epoch: the first epoch finishes, no second starts, the reason is recorded."""
+    config = TrainConfig(epochs=5, batch_size=32, patience=50, max_seconds=1e-6)
+    result = api.train(str(data_file), space="tiny", arch="max", out=tmp_path / "t", max_len=12, config=config)
+    assert result["train"]["epochs_run"] == 1 and result["train"]["stopped_by"] == "time"
+    assert result["train"]["max_seconds"] == 1e-6
+    # A larger budget on --resume continues the run that stopped on time.
+    more = TrainConfig(epochs=2, batch_size=32, patience=50, max_seconds=3600.0)
+    resumed = api.train(str(data_file), space="tiny", arch="max", out=tmp_path / "t", max_len=12, config=more,
+                        resume=True)
+    assert resumed["train"]["epochs_run"] == 2 and resumed["train"]["stopped_by"] == "epochs"
+    assert _train(data_file, tmp_path / "e", epochs=2)["train"]["stopped_by"] == "epochs"
+    with pytest.raises(api.ConfigError, match="max_seconds"):
+        TrainConfig(max_seconds=0)
+
+
+def test_loss_drops_all_padding_columns_exactly() -> None:
+    """Batches of short windows (what group_by_length makes) skip their all-padding columns; the loss is
+    the one over the full padded width, for both attention kinds."""
+    torch.manual_seed(0)
+    for attention in ("softmax", "linear"):
+        dims = ModelDims(n_items=50, max_len=12, hidden=16, inner=(32, 32), embedding=16, heads=2,
+                         attention=attention, dropout=0.0)
+        model = ElasticSASRec(dims).eval()
+        inputs = torch.randint(1, 51, (5, 12))
+        inputs[:, :7] = 0  # every row at most 5 items long
+        inputs[0, 7:9] = 0
+        targets = torch.where(inputs > 0, torch.randint(1, 51, (5, 12)), 0)
+        hidden = model(inputs, model.arch)  # the full width, no trimming
+        mask = targets > 0
+        full = full_softmax_cross_entropy(model.final_states(hidden[mask], model.arch), model.item_matrix(model.arch),
+                                          targets[mask] - 1)
+        torch.testing.assert_close(next_item_loss(model, inputs, targets, model.arch), full, rtol=1e-5, atol=1e-6)
 
 
 def test_nan_loss_names_the_step(data_file: Path) -> None:

@@ -88,8 +88,13 @@ def nasrec_run(path: Path, label: str) -> dict:
     return {"label": label, "history": hist, "status": "done", "epochs": r["train"]["epochs_run"],
             "best_epoch": r["train"]["best_epoch"], "total": r["train"]["seconds"], "total_cpu": total_cpu,
             "test": r["metrics"]["test"]["full"], "exclude_history": r["metrics"]["exclude_history"],
-            "stopped_by": "early_stopping" if r["train"]["epochs_run"] < r["train"]["epochs"] else "max_epochs",
+            "stopped_by": STOPPED_BY.get(r["train"].get("stopped_by"), r["train"].get("stopped_by")) or (
+                "early_stopping" if r["train"]["epochs_run"] < r["train"]["epochs"] else "max_epochs"),
             "params": r.get("params"), "machine": r.get("machine")}
+
+
+# nasrec's `train.stopped_by` in the words RecBole's side of the table uses
+STOPPED_BY = {"patience": "early_stopping", "epochs": "max_epochs", "time": "time_cap"}
 
 
 def row(run: dict, target: float) -> list[str]:

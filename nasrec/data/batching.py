@@ -92,16 +92,25 @@ def history_matrix(histories: list[np.ndarray], n_items: int) -> torch.Tensor:
     return matrix
 
 
+GROUP_POOL_BATCHES = 8  # group_by_length sorts within shuffled pools of this many batches
+
+
 class WindowLoader:
     """Mini-batches (inputs, targets) over window rows, in a fresh seeded order each epoch.
 
     Epoch e is shuffled with seed + e, and the loader counts epochs itself, so a run resumed with
     `set_epoch(e)` sees exactly the batches it would have seen.
+
+    `group_by_length` (with `shuffle`): the shuffled rows are cut into pools of GROUP_POOL_BATCHES
+    batches, each pool is sorted by window length and cut into batches, and the batches are shuffled.
+    A batch then holds windows of similar length, so the columns that are padding in all its rows (which
+    a model may drop, see `trim_left_padding`) are most of its padding: on ML-1M at max_len 200, 90% of
+    a batch's cells are items instead of 54%. Rows still meet new neighbours every epoch.
     """
 
     def __init__(
         self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, *, seed: int, shuffle: bool = True,
-        device: torch.device | str = "cpu",
+        group_by_length: bool = False, device: torch.device | str = "cpu",
     ) -> None:
         if inputs.shape != targets.shape:
             raise ValueError(
@@ -115,6 +124,8 @@ class WindowLoader:
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
+        self.group_by_length = group_by_length
+        self.lengths = (inputs > 0).sum(dim=1).cpu() if group_by_length else None
         self.epoch = 0  # the epoch the next iteration runs
 
     def __len__(self) -> int:
@@ -128,14 +139,20 @@ class WindowLoader:
         epoch = self.epoch
         self.epoch += 1
         n = len(self.inputs)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + epoch)
-            order = torch.randperm(n, generator=generator)
-        else:
-            order = torch.arange(n)
-        return self._batches(order.to(self.inputs.device))  # the same seeded order on every device
+        if not self.shuffle:
+            return self._batches(list(torch.arange(n).split(self.batch_size)))
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        order = torch.randperm(n, generator=generator)
+        if self.lengths is None:
+            return self._batches(list(order.split(self.batch_size)))
+        batches = []
+        for pool in order.split(self.batch_size * GROUP_POOL_BATCHES):
+            by_length = pool[torch.sort(self.lengths[pool], descending=True, stable=True).indices]
+            batches.extend(by_length.split(self.batch_size))
+        return self._batches([batches[i] for i in torch.randperm(len(batches), generator=generator)])
 
-    def _batches(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
+    def _batches(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # Index lists are built on the CPU: the same seeded order on every device.
+        for index in batches:
+            index = index.to(self.inputs.device)
             yield self.inputs[index], self.targets[index]

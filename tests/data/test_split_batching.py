@@ -135,6 +135,31 @@ def test_window_loader_is_seeded_per_epoch() -> None:
         WindowLoader(inputs, targets, 0, seed=0)
 
 
+def test_window_loader_groups_by_length() -> None:
+    """Every row once per epoch, rows paired, seeded per epoch, and batches far more uniform in length
+    than shuffled ones (each pool of GROUP_POOL_BATCHES batches is sorted by length)."""
+    rng = np.random.default_rng(1)
+    sequences = [rng.integers(1, 50, size=int(n)) for n in rng.integers(2, 41, size=400)]
+    inputs, targets = training_windows(sequences, 40)
+
+    def spread(loader: WindowLoader) -> float:  # mean over batches of (longest - shortest window)
+        gaps = [int(n.max() - n.min()) for n in ((x > 0).sum(dim=1) for x, _ in loader)]
+        return sum(gaps) / len(gaps)
+
+    grouped = WindowLoader(inputs, targets, 16, seed=3, group_by_length=True)
+    epoch0 = [(x, y) for x, y in grouped]
+    assert len(epoch0) == len(grouped) == 25
+    pairs = torch.cat([torch.cat([x, y], dim=1) for x, y in epoch0])  # each target row beside its input row
+    assert sorted(map(tuple, pairs.tolist())) == sorted(map(tuple, torch.cat([inputs, targets], dim=1).tolist()))
+    epoch1 = [x for x, _ in grouped]
+    assert any(not torch.equal(a, b) for a, b in zip(epoch1, [x for x, _ in epoch0], strict=True))
+    resumed = WindowLoader(inputs, targets, 16, seed=3, group_by_length=True)
+    resumed.set_epoch(1)
+    assert all(torch.equal(a, b) for a, b in zip((x for x, _ in resumed), epoch1, strict=True))
+    shuffled = WindowLoader(inputs, targets, 16, seed=3)
+    assert spread(WindowLoader(inputs, targets, 16, seed=3, group_by_length=True)) < 0.4 * spread(shuffled)
+
+
 def test_eval_inputs_and_history_matrix() -> None:
     histories = [np.array([1, 2, 3, 4, 5]), np.array([7]), np.array([], dtype=np.int64)]
     x = eval_inputs(histories, 3)
