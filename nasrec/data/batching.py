@@ -124,7 +124,7 @@ class WindowLoader:
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
-        self.group_by_length = group_by_length
+        # Window lengths, on the CPU where the order is built; None: plain shuffling.
         self.lengths = (inputs > 0).sum(dim=1).cpu() if group_by_length else None
         self.epoch = 0  # the epoch the next iteration runs
 
