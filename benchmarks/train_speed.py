@@ -90,13 +90,17 @@ def main() -> None:
 
     # Training FLOPs: the blocks run at every position of every window, items are scored at valid ones.
     body = sum(cost.block_flops(arch, args.max_len, i) for i in arch.inner)
-    forward = windows * body + positions * 2 * arch.embedding * data.n_items
-    floor = 3 * forward / (min(rate, rate_after) * 1e9)
-    forward_every_position = windows * body + windows * args.max_len * 2 * arch.embedding * data.n_items
-    floor_every_position = 3 * forward_every_position / (min(rate, rate_after) * 1e9)
+    score = 2 * arch.embedding * data.n_items  # one position against every item
+    rate_floor = min(rate, rate_after) * 1e9
+
+    def floor_seconds(forward_flops: float) -> float:  # training = 3 x forward, at the matmul rate
+        return 3 * forward_flops / rate_floor
+
+    forward = windows * body + positions * score
+    floor = floor_seconds(forward)
+    floor_every_position = floor_seconds(windows * body + windows * args.max_len * score)
     body_items_only = sum(cost.block_flops(arch, n, i) for n in lengths if n for i in arch.inner)
-    forward_items_only = body_items_only + positions * 2 * arch.embedding * data.n_items
-    floor_items_only = 3 * forward_items_only / (min(rate, rate_after) * 1e9)
+    floor_items_only = floor_seconds(body_items_only + positions * score)
     report = {
         "data": data.name, "users": data.n_users, "items": data.n_items, "max_len": args.max_len,
         "windows_per_epoch": len(inputs), "batches_timed": n_batches, "warmup_batches": args.warmup,

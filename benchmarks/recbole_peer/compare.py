@@ -88,13 +88,17 @@ def nasrec_run(path: Path, label: str) -> dict:
     return {"label": label, "history": hist, "status": "done", "epochs": r["train"]["epochs_run"],
             "best_epoch": r["train"]["best_epoch"], "total": r["train"]["seconds"], "total_cpu": total_cpu,
             "test": r["metrics"]["test"]["full"], "exclude_history": r["metrics"]["exclude_history"],
-            "stopped_by": STOPPED_BY.get(r["train"].get("stopped_by"), r["train"].get("stopped_by")) or (
-                "early_stopping" if r["train"]["epochs_run"] < r["train"]["epochs"] else "max_epochs"),
+            "stopped_by": stopped_by(r["train"]),
             "params": r.get("params"), "machine": r.get("machine")}
 
 
-# nasrec's `train.stopped_by` in the words RecBole's side of the table uses
-STOPPED_BY = {"patience": "early_stopping", "epochs": "max_epochs", "time": "time_cap"}
+def stopped_by(train: dict) -> str:
+    """nasrec's `train.stopped_by` in the words RecBole's side uses; results written before nasrec recorded
+    it stopped on patience or on the epoch count."""
+    words = {"patience": "early_stopping", "epochs": "max_epochs", "time": "time_cap"}
+    if "stopped_by" in train:
+        return words[train["stopped_by"]]
+    return "early_stopping" if train["epochs_run"] < train["epochs"] else "max_epochs"
 
 
 def row(run: dict, target: float) -> list[str]:
