@@ -1,8 +1,8 @@
 """Strategies side by side at FLOPs budgets, next to reference archs of the space trained from scratch.
 
 Every run uses the same data, split, max_len, retrain epochs and seed. References (`max`, `min`,
-`max-linear`, `max-softmax`: the space's largest arch with that attention kind) are trained with
-`nasrec train`; each search runs the whole pipeline (search, derive, budget guarantee, retrain, test
+`max-linear`, `max-softmax`: the space's largest arch with that attention kind; any arch with `--arch JSON`)
+are trained with `nasrec train`; each search runs the whole pipeline (search, derive, budget guarantee, retrain, test
 once). A finished run (its result.json) is reused and an interrupted one resumed when the script is
 rerun, so the benchmark continues where it stopped. `--only` runs some jobs (so several processes can
 share one output directory, e.g. on a GPU); the table holds every finished run of the directory.
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from nasrec import api, cost
-from nasrec.arch import Arch, SearchSpace, get_space
+from nasrec.arch import Arch, SearchSpace, get_space, parse_arch
 from nasrec.search import SearchConfig, run_search
 from nasrec.train import TrainConfig
 
@@ -69,9 +69,14 @@ def parse_strategy(entry: str) -> tuple[str, dict[str, str]]:
 
 def make_jobs(args: argparse.Namespace, space: SearchSpace, max_flops: int) -> list[Job]:
     jobs = [Job(f"{r} arch", "ref", arch=reference_arch(space, r)) for r in args.references.split(",") if r]
+    for text in args.arch or []:  # any arch of the space, e.g. what a strategy might have found
+        arch = parse_arch(text, space)
+        jobs.append(Job(f"{arch.label} arch", "ref", arch=arch))
     for text in args.budget or ["0.333x"]:
         budget = parse_budget(text, max_flops)
         for entry in args.strategy or DEFAULT_STRATEGIES:
+            if not entry:  # --strategy "": references only
+                continue
             name, params = parse_strategy(entry)
             jobs.append(Job(f"{entry} @{budget:.3g}", "search", strategy=name, params=params, budget=budget))
     return jobs
@@ -121,8 +126,10 @@ def main() -> None:
     parser.add_argument("--budget", action="append", help="FLOPs (2e8) or share of the max arch (0.333x); "
                         "repeatable (default 0.333x)")
     parser.add_argument("--strategy", action="append", help=f"NAME or NAME:key=value,...; repeatable "
-                        f"(default {', '.join(DEFAULT_STRATEGIES)})")
+                        f"(default {', '.join(DEFAULT_STRATEGIES)}; \"\" for none)")
     parser.add_argument("--references", default="max,min", help="archs trained from scratch: max, min, max-linear, ...")
+    parser.add_argument("--arch", action="append", help="a JSON arch of the space trained from scratch as a "
+                        "reference; repeatable")
     parser.add_argument("--only", action="append", help="run only the jobs of these names (see --list)")
     parser.add_argument("--list", action="store_true", help="print the job names and exit")
     parser.add_argument("--table-only", action="store_true", help="run nothing: the table of the finished runs")

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Strategies side by side on this 2-core CPU: ML-1M at max_len 50 with one training window per user (the
+# last 50 items), a reduced protocol that fits a session without a GPU. Jobs run two at a time, one process
+# and one torch thread each (search_compare.py --only NAME); a finished run is reused and an interrupted one
+# resumed when the script is rerun, so a phase may span several sessions.
+#   bash benchmarks/cpu_runs.sh PHASE OUT_DIR
+# PHASE: base   (max arch; recnas, darts, easrec, easrec with the hinge penalty at 1/3 of max)
+#        lr     (arch learning rate 0.03 instead of 3e-3: the arch weights barely leave uniform in 5 epochs)
+#        long   (15 search epochs instead of 5)
+#        refs   (archs within 1/3 of max trained from scratch: deep-narrow L4 h64 i192 against shallow-wide
+#                L1 h128 i256, the one-block arch every strategy derived in phase base)
+#        beauty (Amazon Beauty, space sasrec-gowalla, the GPU rows' protocol: all windows, 30 retrain epochs;
+#                darts, recnas, easrec - the rows the GPU sessions did not finish)
+# PYTHON (default .venv/bin/python), DATA_DIR (default ../shared/data) and SLOTS (default 2) may be set.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+phase=$1 out=$2
+py=${PYTHON:-.venv/bin/python}
+data=${DATA_DIR:-../shared/data}
+slots=${SLOTS:-2}
+mkdir -p "$out/logs"
+common=(--data "$data/ml-1m/ml-1m_sasrec5.txt" --space sasrec-ml1m --max-len 50 --budget 0.333x --last-window-only
+        --retrain-epochs 50 --patience 5 --threads 1)
+case $phase in
+  beauty)
+    common=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla --max-len 50 --budget 0.333x
+            --retrain-epochs 30 --patience 5 --threads 1)
+    args=(--search-epochs 5 --references "" --strategy darts --strategy recnas --strategy easrec) ;;
+  base) args=(--search-epochs 5 --references max --strategy easrec:penalty=hinge --strategy recnas
+              --strategy easrec --strategy darts) ;;
+  lr)   args=(--search-epochs 5 --references "" --strategy darts:arch_lr=0.03 --strategy recnas:arch_lr=0.03
+              --strategy easrec:penalty=hinge,arch_lr=0.03) ;;
+  refs) args=(--search-epochs 5 --references "" --strategy ""
+              --arch '{"depth":4,"hidden":64,"inner":192,"embedding":64,"heads":4,"attention":"softmax"}'
+              --arch '{"depth":1,"hidden":128,"inner":256,"embedding":128,"heads":4,"attention":"softmax"}') ;;
+  long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
+  *) echo "unknown phase $phase (base, lr, long, refs, beauty)" >&2; exit 2 ;;
+esac
+dir="$out/$phase"
+base=("$py" benchmarks/search_compare.py "${common[@]}" "${args[@]}" --out "$dir")
+mkdir -p "$dir/logs"
+"${base[@]}" --list | while IFS= read -r name; do
+    printf '%s\0' "$name"
+done | xargs -0 -P "$slots" -I{} bash -c 'log="$1/logs/$(echo "$2" | tr -c "[:alnum:].=-" _).log"
+    "${@:3}" --only "$2" > "$log" 2>&1; echo "exit $?: $2"' _ "$dir" {} "${base[@]}"
+"${base[@]}" --table-only | tail -n +2
