@@ -18,7 +18,6 @@ phase=$1 out=$2
 py=${PYTHON:-.venv/bin/python}
 data=${DATA_DIR:-../shared/data}
 slots=${SLOTS:-2}
-mkdir -p "$out/logs"
 common=(--data "$data/ml-1m/ml-1m_sasrec5.txt" --space sasrec-ml1m --max-len 50 --budget 0.333x --last-window-only
         --retrain-epochs 50 --patience 5 --threads 1)
 case $phase in
