@@ -9,6 +9,8 @@
 #        long   (15 search epochs instead of 5)
 #        refs   (archs within 1/3 of max trained from scratch: deep-narrow L4 h64 i192 against shallow-wide
 #                L1 h128 i256, the one-block arch every strategy derived in phase base)
+#        sandwich (weight_step=sandwich: the supernet trains the largest path and one uniformly drawn path on
+#                their own losses instead of the mixture; easrec, darts, recnas)
 #        beauty (Amazon Beauty, space sasrec-gowalla, the GPU rows' protocol: all windows, 30 retrain epochs;
 #                darts, recnas, easrec - the rows the GPU sessions did not finish)
 # PYTHON (default .venv/bin/python), DATA_DIR (default ../shared/data) and SLOTS (default 2) may be set.
@@ -32,8 +34,10 @@ case $phase in
   refs) args=(--search-epochs 5 --references "" --strategy ""
               --arch '{"depth":4,"hidden":64,"inner":192,"embedding":64,"heads":4,"attention":"softmax"}'
               --arch '{"depth":1,"hidden":128,"inner":256,"embedding":128,"heads":4,"attention":"softmax"}') ;;
+  sandwich) args=(--search-epochs 5 --references "" --strategy easrec:weight_step=sandwich
+                  --strategy darts:weight_step=sandwich --strategy recnas:weight_step=sandwich) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, lr, long, refs, beauty)" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, lr, long, refs, sandwich, beauty)" >&2; exit 2 ;;
 esac
 dir="$out/$phase"
 base=("$py" benchmarks/search_compare.py "${common[@]}" "${args[@]}" --out "$dir")

@@ -19,6 +19,7 @@ from nasrec.arch import Arch, SearchSpace
 from nasrec.models.sasrec import ModelDims
 from nasrec.strategies.base import HyperParam, SearchContext, SearchResult, Strategy
 from nasrec.strategies.mixture import (
+    CandidateMask,
     ChoiceWeights,
     argmax_arch,
     check_mixable,
@@ -27,6 +28,7 @@ from nasrec.strategies.mixture import (
     mixture_last_loss,
     mixture_loss,
     n_inner_options,
+    sandwich_paths,
 )
 
 COMMON_PARAMS: tuple[HyperParam, ...] = (
@@ -47,6 +49,15 @@ COMMON_PARAMS: tuple[HyperParam, ...] = (
         "warmup_epochs", "int", 1, 0, 1000, help="epochs of weight-only training before arch steps", tune=(0, 2)
     ),
     HyperParam("arch_every", "int", 1, 1, 100, help="one arch step every this many weight steps", tune=(1, 4)),
+    HyperParam(
+        "weight_step",
+        "categorical",
+        "mixture",
+        choices=("mixture", "sandwich"),
+        help="how the supernet's weights train: mixture = the strategy's own relaxation (the method as "
+        "published); sandwich = the largest path plus one uniformly drawn path, each on its own loss, so "
+        "every slice is trained to predict alone (counters the bias to shallow archs, docs/strategies.md)",
+    ),
 )
 
 
@@ -114,6 +125,14 @@ class DifferentiableStrategy(Strategy):
     def final_weights(self, logits: ArchLogits) -> ChoiceWeights:
         return logits.softmax()
 
+    def candidate_mask(self, space: SearchSpace) -> CandidateMask:
+        """Options still in play, for the sandwich weight step (RecNAS: the unpruned ones)."""
+        return CandidateMask.everything(space)
+
+    def shares_inner(self, space: SearchSpace) -> bool:
+        """Whether derived archs have one inner width for every block."""
+        return not space.inner_per_block
+
     def strategy_state(self) -> dict[str, Any]:
         """Extra state to checkpoint (temperatures, pruning masks, ...)."""
         return {}
@@ -155,12 +174,19 @@ class DifferentiableStrategy(Strategy):
                 with torch.no_grad():
                     fixed = self.relax(logits, epoch, arch_step=False)
                 fixed = ChoiceWeights(*(t.detach() for t in (fixed.hidden, fixed.inner, fixed.depth, fixed.attention)))
-                loss = mixture_loss(model, space, x, y, fixed, gates=self.n_gates())
-                self._check_finite(loss, epoch, step, "weight")
+                if self.params["weight_step"] == "sandwich":
+                    paths = sandwich_paths(space, self.candidate_mask(space), shared_inner=self.shares_inner(space))
+                else:
+                    paths = (fixed,)
                 w_opt.zero_grad(set_to_none=True)
-                loss.backward()
+                step_loss = 0.0
+                for path in paths:  # one backward per path: the peak memory of one path
+                    loss = mixture_loss(model, space, x, y, path, gates=self.n_gates()) / len(paths)
+                    self._check_finite(loss, epoch, step, "weight")
+                    loss.backward()
+                    step_loss += loss.item()
                 ctx.step(w_opt, "weights")
-                w_losses.append(loss.item())
+                w_losses.append(step_loss)
 
                 if epoch >= self.params["warmup_epochs"] and step % self.params["arch_every"] == 0:
                     xa, ya = next(arch_batches)

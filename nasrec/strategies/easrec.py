@@ -81,7 +81,7 @@ from nasrec.arch import Arch, SearchSpace
 from nasrec.errors import ConfigError
 from nasrec.strategies._differentiable import COMMON_PARAMS, ArchLogits, DifferentiableStrategy
 from nasrec.strategies.base import HyperParam, SearchContext, SearchResult, register_strategy
-from nasrec.strategies.mixture import ChoiceWeights, argmax_arch, check_mixable, expected_flops
+from nasrec.strategies.mixture import CandidateMask, ChoiceWeights, argmax_arch, check_mixable, expected_flops
 
 GATES = {"none": 0, "one": 1, "two": 2}
 VIOLATION_PENALTY = 1000.0  # preference penalty per violated EASRec constraint (attention kind, shared width)
@@ -211,6 +211,14 @@ class EASRec(DifferentiableStrategy):
     def tied(self, space: SearchSpace) -> bool:
         """Whether one width controller is shared by every block."""
         return not (self.params["per_block_width"] and space.inner_per_block)
+
+    def shares_inner(self, space: SearchSpace) -> bool:
+        return self.tied(space)
+
+    def candidate_mask(self, space: SearchSpace) -> CandidateMask:
+        mask = CandidateMask.everything(space)
+        mask.attention = torch.tensor([kind == self.params["attention"] for kind in space.attentions])
+        return mask
 
     def _attention_weights(self, logits: ArchLogits) -> torch.Tensor:
         assert self._space is not None

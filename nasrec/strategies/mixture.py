@@ -18,6 +18,7 @@ No full-size masked copy of a weight is ever materialised.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +52,63 @@ class ChoiceWeights:
             return tuple(x.to(device) for x in t) if isinstance(t, tuple) else t.to(device)
 
         return ChoiceWeights(*(move(t) for t in (self.hidden, self.inner, self.depth, self.attention)))  # type: ignore[arg-type]
+
+
+@dataclass
+class CandidateMask:
+    """Which options a strategy still considers (False: pruned or fixed away), in ChoiceWeights' layout."""
+
+    hidden: torch.Tensor  # bool [n_hidden]
+    inner: torch.Tensor  # bool [max_depth, n_inner]
+    depth: torch.Tensor  # bool [n_depth]
+    attention: torch.Tensor  # bool [n_attention]
+
+    @staticmethod
+    def everything(space: SearchSpace) -> CandidateMask:
+        def ones(*shape: int) -> torch.Tensor:
+            return torch.ones(*shape, dtype=torch.bool)
+
+        return CandidateMask(ones(len(space.hiddens)), ones(space.depths[-1], n_inner_options(space)),
+                             ones(len(space.depths)), ones(len(space.attentions)))
+
+
+def sandwich_paths(space: SearchSpace, allowed: CandidateMask, *, shared_inner: bool,
+                   generator: torch.Generator | None = None) -> tuple[ChoiceWeights, ChoiceWeights]:
+    """Two single paths as one-hot weights: the largest allowed one (widest hidden, deepest, widest inner in
+    every block) and one drawn uniformly from the allowed options of every choice. The attention kind of
+    both is drawn uniformly (no kind is "larger"). Used by the sandwich weight step (see
+    `DifferentiableStrategy`): every slice is trained on its own loss, not only as a mixture component."""
+
+    def draw(mask: torch.Tensor) -> int:
+        options = mask.nonzero().flatten()
+        if options.numel() == 0:
+            raise ValueError("sandwich_paths: a choice has no allowed option")
+        return int(options[torch.randint(options.numel(), (1,), generator=generator)])
+
+    def largest(mask: torch.Tensor, values: tuple[int, ...]) -> int:
+        return max((i for i in range(len(values)) if mask[i]), key=lambda i: values[i])
+
+    def hot(n: int, i: int) -> torch.Tensor:
+        out = torch.zeros(n)
+        out[i] = 1.0
+        return out
+
+    widths = space.inner_widths(space.hiddens[0])  # option order is the same for every hidden width
+    n_inner = allowed.inner.shape[1]
+
+    def inner_rows(pick: Callable[[torch.Tensor], int]) -> torch.Tensor:
+        if shared_inner:  # one width for every block, allowed where every block allows it
+            return hot(n_inner, pick(allowed.inner.all(0))).expand(allowed.inner.shape[0], n_inner).clone()
+        return torch.stack([hot(n_inner, pick(row)) for row in allowed.inner])
+
+    n_h, n_d, n_a = len(space.hiddens), len(space.depths), len(space.attentions)
+    big = ChoiceWeights(hot(n_h, largest(allowed.hidden, space.hiddens)),
+                        inner_rows(lambda m: largest(m, widths)),
+                        hot(n_d, largest(allowed.depth, space.depths)),
+                        hot(n_a, draw(allowed.attention)))
+    drawn = ChoiceWeights(hot(n_h, draw(allowed.hidden)), inner_rows(draw), hot(n_d, draw(allowed.depth)),
+                          hot(n_a, draw(allowed.attention)))
+    return big, drawn
 
 
 def n_inner_options(space: SearchSpace) -> int:
@@ -96,7 +154,7 @@ def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.T
         mask = (width_t[:, None] > torch.arange(widest, device=y.device)[None, :]).to(y.dtype)
         unit_weight = inner_w @ mask  # [widest]
         if gate1 is not None:  # sliced gates: candidate w uses the first w gate units, as its slice does
-            act = act * gate1
+            act = act * gate1[..., :widest]
         out = sliced_linear(block.dropout(act * unit_weight), block.fc2, h, widest)
         return out if gate2 is None else out * gate2
 
@@ -137,7 +195,7 @@ def mixture_states(model: ElasticSASRec, space: SearchSpace, inputs: torch.Tenso
         for b in range(deepest):  # blocks below every depth with weight are never computed
             x = _block_mixture(model, b, x, valid, h, heads, widths, weights.inner[b], weights.attention,
                                space.attentions, mask, x0, gates)
-            if (b + 1) in space.depths:
+            if (b + 1) in space.depths and _active(weights.depth[space.depths.index(b + 1)]):
                 w_d = weights.depth[space.depths.index(b + 1)]
                 sel = x[:, -1] if positions is None else x[positions]
                 z = z + w_d * model.final_states(sel, arch)

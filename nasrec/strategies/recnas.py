@@ -52,7 +52,7 @@ import torch
 from nasrec.arch import Arch, SearchSpace
 from nasrec.strategies._differentiable import COMMON_PARAMS, ArchLogits, DifferentiableStrategy, weights_snapshot
 from nasrec.strategies.base import HyperParam, SearchContext, SearchResult, register_strategy
-from nasrec.strategies.mixture import ChoiceWeights, argmax_arch, expected_flops, n_inner_options
+from nasrec.strategies.mixture import CandidateMask, ChoiceWeights, argmax_arch, expected_flops, n_inner_options
 from nasrec.strategies.proxyless import per_candidate
 
 Choice = tuple[str, int | None]  # ("hidden" | "depth" | "attention" | "inner", block row or None)
@@ -141,6 +141,10 @@ class RecNAS(DifferentiableStrategy):
             sm(logits.depth, m["depth"]),
             sm(logits.attention, m["attention"]),
         )
+
+    def candidate_mask(self, space: SearchSpace) -> CandidateMask:
+        m = self._masks
+        return CandidateMask(m["hidden"], m["inner"], m["depth"], m["attention"])
 
     # -- hooks of the bilevel loop -------------------------------------------------------------------
     def search(self, ctx: SearchContext) -> SearchResult:
