@@ -28,7 +28,8 @@ from nasrec.strategies.mixture import (
     mixture_last_loss,
     mixture_loss,
     n_inner_options,
-    sandwich_paths,
+    path_weights,
+    sandwich_archs,
 )
 
 COMMON_PARAMS: tuple[HyperParam, ...] = (
@@ -175,7 +176,8 @@ class DifferentiableStrategy(Strategy):
                     fixed = self.relax(logits, epoch, arch_step=False)
                 fixed = ChoiceWeights(*(t.detach() for t in (fixed.hidden, fixed.inner, fixed.depth, fixed.attention)))
                 if self.params["weight_step"] == "sandwich":
-                    paths = sandwich_paths(space, self.candidate_mask(space), shared_inner=self.shares_inner(space))
+                    paths = tuple(path_weights(space, arch) for arch in sandwich_archs(
+                        space, self.candidate_mask(space), shared_inner=self.shares_inner(space)))
                 else:
                     paths = (fixed,)
                 w_opt.zero_grad(set_to_none=True)

@@ -72,43 +72,49 @@ class CandidateMask:
                              ones(len(space.depths)), ones(len(space.attentions)))
 
 
-def sandwich_paths(space: SearchSpace, allowed: CandidateMask, *, shared_inner: bool,
-                   generator: torch.Generator | None = None) -> tuple[ChoiceWeights, ChoiceWeights]:
-    """Two single paths as one-hot weights: the largest allowed one (widest hidden, deepest, widest inner in
-    every block) and one drawn uniformly from the allowed options of every choice. The attention kind of
-    both is drawn uniformly (no kind is "larger"). Used by the sandwich weight step (see
-    `DifferentiableStrategy`): every slice is trained on its own loss, not only as a mixture component."""
+def sandwich_archs(space: SearchSpace, allowed: CandidateMask, *, shared_inner: bool, gates: int = 0,
+                   generator: torch.Generator | None = None) -> tuple[Arch, Arch]:
+    """The two single paths of a sandwich weight step: the largest allowed arch (widest hidden, deepest,
+    widest inner in every block) and one drawn uniformly from the allowed options of every choice. The
+    attention kind of both is drawn uniformly (no kind is "larger")."""
 
     def draw(mask: torch.Tensor) -> int:
         options = mask.nonzero().flatten()
         if options.numel() == 0:
-            raise ValueError("sandwich_paths: a choice has no allowed option")
+            raise ValueError("sandwich_archs: a choice has no allowed option")
         return int(options[torch.randint(options.numel(), (1,), generator=generator)])
 
     def largest(mask: torch.Tensor, values: tuple[int, ...]) -> int:
         return max((i for i in range(len(values)) if mask[i]), key=lambda i: values[i])
+
+    def arch(pick: Callable[[torch.Tensor, tuple[int, ...]], int]) -> Arch:
+        h = space.hiddens[pick(allowed.hidden, space.hiddens)]
+        d = space.depths[pick(allowed.depth, space.depths)]
+        widths = space.inner_widths(h)
+        if shared_inner:  # one width for every block, allowed where every block allows it
+            inner = (widths[pick(allowed.inner[:d].all(0), widths)],) * d
+        else:
+            inner = tuple(widths[pick(allowed.inner[b], widths)] for b in range(d))
+        kind = space.attentions[draw(allowed.attention)]
+        return Arch(d, h, inner, space.embedding_widths(h)[0], space.heads[0], kind, gates)
+
+    return arch(largest), arch(lambda mask, _values: draw(mask))
+
+
+def path_weights(space: SearchSpace, arch: Arch) -> ChoiceWeights:
+    """One-hot weights selecting exactly `arch`: a mixture over them computes the arch's own slice and
+    nothing else (inner rows of blocks beyond its depth are never read)."""
 
     def hot(n: int, i: int) -> torch.Tensor:
         out = torch.zeros(n)
         out[i] = 1.0
         return out
 
-    widths = space.inner_widths(space.hiddens[0])  # option order is the same for every hidden width
-    n_inner = allowed.inner.shape[1]
-
-    def inner_rows(pick: Callable[[torch.Tensor], int]) -> torch.Tensor:
-        if shared_inner:  # one width for every block, allowed where every block allows it
-            return hot(n_inner, pick(allowed.inner.all(0))).expand(allowed.inner.shape[0], n_inner).clone()
-        return torch.stack([hot(n_inner, pick(row)) for row in allowed.inner])
-
-    n_h, n_d, n_a = len(space.hiddens), len(space.depths), len(space.attentions)
-    big = ChoiceWeights(hot(n_h, largest(allowed.hidden, space.hiddens)),
-                        inner_rows(lambda m: largest(m, widths)),
-                        hot(n_d, largest(allowed.depth, space.depths)),
-                        hot(n_a, draw(allowed.attention)))
-    drawn = ChoiceWeights(hot(n_h, draw(allowed.hidden)), inner_rows(draw), hot(n_d, draw(allowed.depth)),
-                          hot(n_a, draw(allowed.attention)))
-    return big, drawn
+    widths = space.inner_widths(arch.hidden)
+    rows = [hot(len(widths), widths.index(arch.inner[min(b, arch.depth - 1)])) for b in range(space.depths[-1])]
+    return ChoiceWeights(hot(len(space.hiddens), space.hiddens.index(arch.hidden)), torch.stack(rows),
+                         hot(len(space.depths), space.depths.index(arch.depth)),
+                         hot(len(space.attentions), space.attentions.index(arch.attention)))
 
 
 def n_inner_options(space: SearchSpace) -> int:
