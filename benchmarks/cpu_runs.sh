@@ -8,7 +8,8 @@
 #        lr     (arch learning rate 0.03 instead of 3e-3: the arch weights barely leave uniform in 5 epochs)
 #        long   (15 search epochs instead of 5)
 #        refs   (archs within 1/3 of max trained from scratch: deep-narrow L4 h64 i192 against shallow-wide
-#                L1 h128 i256, the one-block arch every strategy derived in phase base)
+#                L1 h128 i256, the one-block arch every strategy derived in phase base, and L2 h96 i192,
+#                L3 h64 i256 between them)
 #        sandwich (weight_step=sandwich: the supernet trains the largest path and one uniformly drawn path on
 #                their own losses instead of the mixture; easrec, darts, recnas)
 #        beauty (Amazon Beauty, space sasrec-gowalla, the GPU rows' protocol: all windows, 30 retrain epochs;
@@ -33,7 +34,9 @@ case $phase in
               --strategy easrec:penalty=hinge,arch_lr=0.03) ;;
   refs) args=(--search-epochs 5 --references "" --strategy ""
               --arch '{"depth":4,"hidden":64,"inner":192,"embedding":64,"heads":4,"attention":"softmax"}'
-              --arch '{"depth":1,"hidden":128,"inner":256,"embedding":128,"heads":4,"attention":"softmax"}') ;;
+              --arch '{"depth":1,"hidden":128,"inner":256,"embedding":128,"heads":4,"attention":"softmax"}'
+              --arch '{"depth":2,"hidden":96,"inner":192,"embedding":96,"heads":4,"attention":"softmax"}'
+              --arch '{"depth":3,"hidden":64,"inner":256,"embedding":64,"heads":4,"attention":"softmax"}') ;;
   sandwich) args=(--search-epochs 5 --references "" --strategy easrec:weight_step=sandwich
                   --strategy darts:weight_step=sandwich --strategy recnas:weight_step=sandwich) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
