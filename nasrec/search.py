@@ -98,7 +98,7 @@ def closeness(derived: Arch) -> Callable[[Arch], float]:
 def enforce_budget(derived: Arch, space: SearchSpace, budget: float, flops: Callable[[Arch], int],
                    preference: Callable[[Arch], float] | None) -> tuple[Arch, dict[str, Any]]:
     """The budget guarantee. Keep `derived` if it fits; otherwise take, among the archs of the space
-    within the budget, the one the strategy prefers most (its architecture weights' log-probability,
+    within the budget, the one the strategy prefers most (its architecture weights' `arch_preference`,
     or closeness to `derived`), ties going to more FLOPs, then to the canonical JSON order."""
     info: dict[str, Any] = {"derived": derived.to_dict(), "derived_flops": flops(derived), "projected": False}
     if flops(derived) <= budget:

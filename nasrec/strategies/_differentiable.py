@@ -21,10 +21,10 @@ from nasrec.strategies.base import HyperParam, SearchContext, SearchResult, Stra
 from nasrec.strategies.mixture import (
     CandidateMask,
     ChoiceWeights,
+    arch_preference,
     argmax_arch,
     check_mixable,
     expected_flops,
-    log_prob,
     mixture_last_loss,
     mixture_loss,
     n_inner_options,
@@ -237,7 +237,7 @@ class DifferentiableStrategy(Strategy):
                 *(t.detach().clone() for t in (final.hidden, final.inner, final.depth, final.attention))
             )
         return SearchResult(
-            arch=self.derive(ctx, frozen), preference=lambda arch: log_prob(space, frozen, arch), trace=trace
+            arch=self.derive(ctx, frozen), preference=lambda arch: arch_preference(space, frozen, arch), trace=trace
         )
 
     def derive(self, ctx: SearchContext, weights: ChoiceWeights) -> Arch:

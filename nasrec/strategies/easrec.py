@@ -58,8 +58,8 @@ row) of the last `search_patience` + 1 epochs after the warm-up (epochs with arc
 i.e. it has not changed for `search_patience` consecutive epochs (0: never stop early).
 
 Derivation. The hard selection: argmax hidden width, argmax inner width (uniform when shared), argmax
-depth, the fixed attention kind, the gates. Then the pipeline's budget guarantee; its preference is the
-log-probability of the final weights (softmax(alpha / tau) of the last epoch), minus 1000 for each of
+depth, the fixed attention kind, the gates. Then the pipeline's budget guarantee; its preference is
+`arch_preference` of the final weights (softmax(alpha / tau) of the last epoch), minus 1000 for each of
 "other attention kind" and "non-uniform inner widths while the width controller is shared", so the
 projection keeps to the fixed kind and to uniform widths whenever such an arch fits. Then retraining
 with weights inherited from the supernet (pipeline default).

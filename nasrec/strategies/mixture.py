@@ -255,16 +255,21 @@ def expected_flops(space: SearchSpace, weights: ChoiceWeights, n_items: int, max
     return total
 
 
-def log_prob(space: SearchSpace, weights: ChoiceWeights, arch: Arch) -> float:
-    """log P(arch) under independent categoricals (inner of blocks beyond the depth is free)."""
+def arch_preference(space: SearchSpace, weights: ChoiceWeights, arch: Arch) -> float:
+    """How much the weights prefer `arch`: the log-weight of its option in every choice, with the inner width
+    counted as one choice (the mean log-weight over the arch's blocks).
+
+    Not log P(arch) under independent categoricals: that has one inner factor per block, so it favours
+    shallow archs for their fewer decisions (under uniform weights a one-block arch would be 3^3 times as
+    likely as a four-block one in a 3-width space). Here uniform weights give every arch the same score,
+    and the budget projection's tie-break (more FLOPs) decides."""
     eps = 1e-12
     lp = torch.log(weights.hidden[space.hiddens.index(arch.hidden)] + eps)
     lp = lp + torch.log(weights.depth[space.depths.index(arch.depth)] + eps)
     lp = lp + torch.log(weights.attention[space.attentions.index(arch.attention)] + eps)
     widths = space.inner_widths(arch.hidden)
-    for b, w in enumerate(arch.inner):
-        lp = lp + torch.log(weights.inner[b, widths.index(w)] + eps)
-    return float(lp)
+    inner = [torch.log(weights.inner[b, widths.index(w)] + eps) for b, w in enumerate(arch.inner)]
+    return float(lp + torch.stack(inner).mean())
 
 
 def argmax_arch(space: SearchSpace, weights: ChoiceWeights, gates: int = 0) -> Arch:

@@ -8,11 +8,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nasrec import cost
 from nasrec.arch import Arch
 from nasrec.models import ElasticSASRec, ModelDims
+from nasrec.search import enforce_budget
 from nasrec.strategies import _differentiable
 from nasrec.strategies.base import create_strategy
-from nasrec.strategies.mixture import CandidateMask, ChoiceWeights, mixture_states, path_weights, sandwich_archs
+from nasrec.strategies.mixture import (
+    CandidateMask,
+    ChoiceWeights,
+    arch_preference,
+    mixture_states,
+    path_weights,
+    sandwich_archs,
+)
 
 ARCHS = [
     Arch(2, 32, (32, 64), 32, 2, "softmax"),
@@ -123,3 +132,30 @@ def test_recnas_sandwich_never_draws_a_pruned_candidate(space):
     gen = torch.Generator().manual_seed(0)
     assert all(a.hidden != 32 for pair in (sandwich_archs(space, mask, shared_inner=False, generator=gen)
                                             for _ in range(50)) for a in pair)
+
+
+def uniform_weights(space) -> ChoiceWeights:
+    def flat(*shape: int) -> torch.Tensor:
+        return torch.full(shape, 1.0 / shape[-1])
+
+    n_inner = len(space.inner_widths(space.hiddens[0]))
+    return ChoiceWeights(flat(len(space.hiddens)), flat(space.depths[-1], n_inner), flat(len(space.depths)),
+                         flat(len(space.attentions)))
+
+
+def test_uniform_weights_prefer_no_arch_so_the_projection_takes_the_most_flops(space):
+    scores = {arch: arch_preference(space, uniform_weights(space), arch) for arch in space}
+    assert max(scores.values()) - min(scores.values()) < 1e-6
+    flops = {arch: cost.flops(arch, 40, 12) for arch in space}
+    budget = sorted(flops.values())[len(flops) // 2]
+    chosen, info = enforce_budget(space.max_arch(), space, budget, flops.__getitem__,
+                                  lambda a: scores[a])
+    assert info["projected"] and flops[chosen] == max(f for f in flops.values() if f <= budget)
+
+
+def test_a_deeper_preferred_depth_wins_although_it_has_more_inner_decisions(space):
+    w = uniform_weights(space)
+    w.depth = torch.tensor([0.4, 0.6])  # depth 2 preferred; inner widths uniform in every block
+    shallow, deep = Arch(1, 32, (64,), 32, 2, "softmax"), Arch(2, 32, (64, 64), 32, 2, "softmax")
+    # log P(arch) with one inner factor per block would prefer the shallow one: 0.4 * 0.5 > 0.6 * 0.5 ** 2
+    assert arch_preference(space, w, deep) > arch_preference(space, w, shallow)
