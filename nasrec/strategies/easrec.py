@@ -81,7 +81,14 @@ from nasrec.arch import Arch, SearchSpace
 from nasrec.errors import ConfigError
 from nasrec.strategies._differentiable import COMMON_PARAMS, ArchLogits, DifferentiableStrategy
 from nasrec.strategies.base import HyperParam, SearchContext, SearchResult, register_strategy
-from nasrec.strategies.mixture import CandidateMask, ChoiceWeights, argmax_arch, check_mixable, expected_flops
+from nasrec.strategies.mixture import (
+    CandidateMask,
+    ChoiceWeights,
+    argmax_arch,
+    check_mixable,
+    expected_flops,
+    one_hot,
+)
 
 GATES = {"none": 0, "one": 1, "two": 2}
 VIOLATION_PENALTY = 1000.0  # preference penalty per violated EASRec constraint (attention kind, shared width)
@@ -93,12 +100,6 @@ def gumbel_softmax(logits: torch.Tensor, tau: float) -> torch.Tensor:
     u = torch.rand(logits.shape, dtype=logits.dtype, device=logits.device).clamp(_U_EPS, 1.0 - _U_EPS)
     g = -torch.log(-torch.log(u))
     return torch.softmax((logits + g) / tau, dim=-1)
-
-
-def one_hot(n: int, index: int) -> torch.Tensor:
-    out = torch.zeros(n)
-    out[index] = 1.0
-    return out
 
 
 @register_strategy

@@ -101,15 +101,16 @@ def sandwich_archs(space: SearchSpace, allowed: CandidateMask, *, shared_inner: 
     return arch(largest), arch(lambda mask, _values: draw(mask))
 
 
+def one_hot(n: int, index: int) -> torch.Tensor:
+    out = torch.zeros(n)
+    out[index] = 1.0
+    return out
+
+
 def path_weights(space: SearchSpace, arch: Arch) -> ChoiceWeights:
     """One-hot weights selecting exactly `arch`: a mixture over them computes the arch's own slice and
     nothing else (inner rows of blocks beyond its depth are never read)."""
-
-    def hot(n: int, i: int) -> torch.Tensor:
-        out = torch.zeros(n)
-        out[i] = 1.0
-        return out
-
+    hot = one_hot
     widths = space.inner_widths(arch.hidden)
     rows = [hot(len(widths), widths.index(arch.inner[min(b, arch.depth - 1)])) for b in range(space.depths[-1])]
     return ChoiceWeights(hot(len(space.hiddens), space.hiddens.index(arch.hidden)), torch.stack(rows),

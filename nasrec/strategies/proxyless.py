@@ -64,7 +64,7 @@ from nasrec.strategies._differentiable import (
     relative_flops_penalty,
 )
 from nasrec.strategies.base import HyperParam, SearchContext, SearchResult, register_strategy
-from nasrec.strategies.mixture import ChoiceWeights, expected_flops
+from nasrec.strategies.mixture import ChoiceWeights, expected_flops, one_hot
 
 
 def per_candidate(weights: torch.Tensor, active: Sequence[bool]) -> tuple[torch.Tensor, ...]:
@@ -74,15 +74,9 @@ def per_candidate(weights: torch.Tensor, active: Sequence[bool]) -> tuple[torch.
     return tuple(weights[k] if on else zero for k, on in enumerate(active))
 
 
-def _one_hot(n: int, index: int) -> torch.Tensor:
-    out = torch.zeros(n)
-    out[index] = 1.0
-    return out
-
-
-def sample_one_hot(probs: torch.Tensor) -> torch.Tensor:
+def sampleone_hot(probs: torch.Tensor) -> torch.Tensor:
     """A one-hot drawn from `probs` (global torch RNG, so a seed and a checkpoint fix it)."""
-    return _one_hot(probs.numel(), int(torch.multinomial(probs.detach(), 1)))
+    return one_hot(probs.numel(), int(torch.multinomial(probs.detach(), 1)))
 
 
 def draw_pair(probs: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -98,7 +92,7 @@ def pair_gate(logits: torch.Tensor, pair: torch.Tensor, on: int) -> torch.Tensor
     """Gates [K]: on the pair onehot + (p' - p'.detach()) with p' = softmax(logits[pair]) - exactly 0/1
     forward (the bracket is exactly 0), the ProxylessNAS gradient backward; exactly 0 off the pair."""
     p_pair = torch.softmax(logits[pair], -1)
-    return torch.zeros(logits.numel()).scatter(0, pair, _one_hot(2, on) + (p_pair - p_pair.detach()))
+    return torch.zeros(logits.numel()).scatter(0, pair, one_hot(2, on) + (p_pair - p_pair.detach()))
 
 
 def two_path_gate(logits: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
@@ -151,12 +145,12 @@ class Proxyless(DifferentiableStrategy):
         shared_inner = not self._inner_per_block
         if not arch_step:  # one path: a one-hot per choice, no grad (the loop detaches it)
             if shared_inner:
-                row = sample_one_hot(probs.inner.mean(0))
+                row = sampleone_hot(probs.inner.mean(0))
                 inner = row.expand_as(probs.inner).clone()
             else:
-                inner = torch.stack([sample_one_hot(r) for r in probs.inner])
+                inner = torch.stack([sampleone_hot(r) for r in probs.inner])
             return ChoiceWeights(
-                sample_one_hot(probs.hidden), inner, sample_one_hot(probs.depth), sample_one_hot(probs.attention)
+                sampleone_hot(probs.hidden), inner, sampleone_hot(probs.depth), sampleone_hot(probs.attention)
             )
 
         self._probs = probs
