@@ -81,9 +81,8 @@ def is_one_hot(t: torch.Tensor) -> bool:
     return bool(((t == 0) | (t == 1)).all() and (t.sum(-1) == 1).all())
 
 
-@pytest.mark.parametrize("name", ["darts", "recnas", "easrec", "proxyless"])
-def test_sandwich_weight_steps_train_the_largest_and_a_drawn_single_path(name, splits, space, make_ctx, monkeypatch):
-    strategy = create_strategy(name, {"weight_step": "sandwich", "warmup_epochs": 1})
+def record_weight_losses(monkeypatch: pytest.MonkeyPatch) -> list[ChoiceWeights]:
+    """The weights of every weight-step loss the bilevel loop computes, in order."""
     calls: list[ChoiceWeights] = []
     real = _differentiable.mixture_loss
 
@@ -92,6 +91,13 @@ def test_sandwich_weight_steps_train_the_largest_and_a_drawn_single_path(name, s
         return real(model, space_, x, y, weights, gates=gates)
 
     monkeypatch.setattr(_differentiable, "mixture_loss", recording)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["darts", "recnas", "easrec", "proxyless"])
+def test_sandwich_weight_steps_train_the_largest_and_a_drawn_single_path(name, splits, space, make_ctx, monkeypatch):
+    strategy = create_strategy(name, {"weight_step": "sandwich", "warmup_epochs": 1})
+    calls = record_weight_losses(monkeypatch)
     ctx = make_ctx(splits, space, float("inf"))
     ctx.supernet = ElasticSASRec(strategy.supernet_dims(ctx.supernet.dims))
     ctx.supernet.input_observer = ctx.source.saw
@@ -111,14 +117,7 @@ def test_sandwich_weight_steps_train_the_largest_and_a_drawn_single_path(name, s
 def test_mixture_weight_step_is_the_default_and_mixes(splits, space, make_ctx, monkeypatch):
     strategy = create_strategy("darts", {"warmup_epochs": 1})
     assert strategy.params["weight_step"] == "mixture"
-    calls: list[ChoiceWeights] = []
-    real = _differentiable.mixture_loss
-
-    def recording(model, space_, x, y, weights, gates=0):
-        calls.append(weights)
-        return real(model, space_, x, y, weights, gates=gates)
-
-    monkeypatch.setattr(_differentiable, "mixture_loss", recording)
+    calls = record_weight_losses(monkeypatch)
     strategy.search(make_ctx(splits, space, float("inf")))
     assert calls and all(not is_one_hot(w.depth) for w in calls)
 
