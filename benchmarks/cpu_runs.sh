@@ -15,6 +15,7 @@
 #        sandwich-warm (easrec with weight_step=sandwich and 10 weight-only warm-up epochs of 15: a longer-trained
 #                supernet before the controllers decide; tau_initial 9.31 = 1 / 0.8^10 gives the 5 controller
 #                epochs the temperatures of the default schedule, 1.0 down to 0.41)
+#        seed1  (recnas with weight_step=sandwich again with seed 1: is phase sandwich's recnas row more than noise?)
 #        beauty (Amazon Beauty, space sasrec-gowalla, the GPU rows' protocol: all windows, 30 retrain epochs;
 #                darts, recnas, easrec - the rows the GPU sessions did not finish)
 # PYTHON (default .venv/bin/python), DATA_DIR (default ../shared/data) and SLOTS (default 2) may be set.
@@ -43,8 +44,9 @@ case $phase in
   sandwich) args=(--search-epochs 5 --references "" --strategy easrec:weight_step=sandwich
                   --strategy darts:weight_step=sandwich --strategy recnas:weight_step=sandwich) ;;
   sandwich-warm) args=(--search-epochs 15 --references "" --strategy easrec:weight_step=sandwich,warmup_epochs=10,tau_initial=9.31) ;;
+  seed1) args=(--search-epochs 5 --seed 1 --references "" --strategy recnas:weight_step=sandwich) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, lr, long, refs, sandwich, sandwich-warm, beauty)" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, lr, long, refs, sandwich, sandwich-warm, seed1, beauty)" >&2; exit 2 ;;
 esac
 dir="$out/$phase"
 base=("$py" benchmarks/search_compare.py "${common[@]}" "${args[@]}" --out "$dir")
