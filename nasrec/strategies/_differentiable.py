@@ -172,7 +172,7 @@ class DifferentiableStrategy(Strategy):
             arch_batches = ctx.arch_batches(epoch)
             w_losses, a_losses = [], []
             for step, (x, y) in enumerate(ctx.train_batches(epoch)):
-                with torch.no_grad():
+                with torch.no_grad():  # also with sandwich steps: relax keeps the per-epoch temperature current
                     fixed = self.relax(logits, epoch, arch_step=False)
                 fixed = ChoiceWeights(*(t.detach() for t in (fixed.hidden, fixed.inner, fixed.depth, fixed.attention)))
                 if self.params["weight_step"] == "sandwich":

@@ -110,12 +110,11 @@ def one_hot(n: int, index: int) -> torch.Tensor:
 def path_weights(space: SearchSpace, arch: Arch) -> ChoiceWeights:
     """One-hot weights selecting exactly `arch`: a mixture over them computes the arch's own slice and
     nothing else (inner rows of blocks beyond its depth are never read)."""
-    hot = one_hot
     widths = space.inner_widths(arch.hidden)
-    rows = [hot(len(widths), widths.index(arch.inner[min(b, arch.depth - 1)])) for b in range(space.depths[-1])]
-    return ChoiceWeights(hot(len(space.hiddens), space.hiddens.index(arch.hidden)), torch.stack(rows),
-                         hot(len(space.depths), space.depths.index(arch.depth)),
-                         hot(len(space.attentions), space.attentions.index(arch.attention)))
+    rows = [one_hot(len(widths), widths.index(arch.inner[min(b, arch.depth - 1)])) for b in range(space.depths[-1])]
+    return ChoiceWeights(one_hot(len(space.hiddens), space.hiddens.index(arch.hidden)), torch.stack(rows),
+                         one_hot(len(space.depths), space.depths.index(arch.depth)),
+                         one_hot(len(space.attentions), space.attentions.index(arch.attention)))
 
 
 def n_inner_options(space: SearchSpace) -> int:
