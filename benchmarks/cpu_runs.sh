@@ -15,7 +15,8 @@
 #        sandwich-warm (easrec with weight_step=sandwich and 10 weight-only warm-up epochs of 15: a longer-trained
 #                supernet before the controllers decide; tau_initial 9.31 = 1 / 0.8^10 gives the 5 controller
 #                epochs the temperatures of the default schedule, 1.0 down to 0.41)
-#        seed1  (recnas with weight_step=sandwich again with seed 1: is phase sandwich's recnas row more than noise?)
+#        seed1  (seed 1: recnas with weight_step=sandwich - is phase sandwich's recnas row more than noise? - and
+#                recnas with the mixture and darts with sandwich, for paired comparisons)
 #        slices (benchmarks/slice_ranking.py on the supernets of phases base and sandwich (darts, easrec): how each
 #                ranks archs of ~1/3 of the FLOPs, run as its own slice on arch-validation rows; needs those phases)
 #        beauty (Amazon Beauty, space sasrec-gowalla, the GPU rows' protocol: all windows, 30 retrain epochs;
@@ -46,7 +47,8 @@ case $phase in
   sandwich) args=(--search-epochs 5 --references "" --strategy easrec:weight_step=sandwich
                   --strategy darts:weight_step=sandwich --strategy recnas:weight_step=sandwich) ;;
   sandwich-warm) args=(--search-epochs 15 --references "" --strategy easrec:weight_step=sandwich,warmup_epochs=10,tau_initial=9.31) ;;
-  seed1) args=(--search-epochs 5 --seed 1 --references "" --strategy recnas:weight_step=sandwich) ;;
+  seed1) args=(--search-epochs 5 --seed 1 --references "" --strategy recnas:weight_step=sandwich --strategy recnas
+               --strategy darts:weight_step=sandwich) ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
   *) echo "unknown phase $phase (base, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
