@@ -74,7 +74,7 @@ def per_candidate(weights: torch.Tensor, active: Sequence[bool]) -> tuple[torch.
     return tuple(weights[k] if on else zero for k, on in enumerate(active))
 
 
-def sampleone_hot(probs: torch.Tensor) -> torch.Tensor:
+def sample_one_hot(probs: torch.Tensor) -> torch.Tensor:
     """A one-hot drawn from `probs` (global torch RNG, so a seed and a checkpoint fix it)."""
     return one_hot(probs.numel(), int(torch.multinomial(probs.detach(), 1)))
 
@@ -145,12 +145,12 @@ class Proxyless(DifferentiableStrategy):
         shared_inner = not self._inner_per_block
         if not arch_step:  # one path: a one-hot per choice, no grad (the loop detaches it)
             if shared_inner:
-                row = sampleone_hot(probs.inner.mean(0))
+                row = sample_one_hot(probs.inner.mean(0))
                 inner = row.expand_as(probs.inner).clone()
             else:
-                inner = torch.stack([sampleone_hot(r) for r in probs.inner])
+                inner = torch.stack([sample_one_hot(r) for r in probs.inner])
             return ChoiceWeights(
-                sampleone_hot(probs.hidden), inner, sampleone_hot(probs.depth), sampleone_hot(probs.attention)
+                sample_one_hot(probs.hidden), inner, sample_one_hot(probs.depth), sample_one_hot(probs.attention)
             )
 
         self._probs = probs
