@@ -6,8 +6,12 @@
 #        more (issue-2 SASRec again, EASRec with lam 0.01, ML-1M at budget 2e8, Amazon Beauty with sasrec-gowalla) or
 #        last (issue-2 SASRec selected and tested with history excluded, EASRec with softmax attention, Beauty's rest) or
 #        next (EASRec with the hinge penalty; 15-epoch searches against the depth-1 preference of 5-epoch supernets;
-#        Beauty's rest).
-# PYTHON (default .venv/bin/python) and DATA_DIR (default ../shared/data) may be set. Finished runs are kept
+#        Beauty's rest) or
+#        sandwich (DARTS, RecNAS, EASRec with weight_step=sandwich on ML-1M at max_len 200; Beauty's DARTS, RecNAS,
+#        EASRec beside its max arch) or beauty (Beauty's DARTS, RecNAS, EASRec alone) or
+#        ablation (the EASRec ablations again, after the gate fix of session 6) or ablation-seed1 (the same, seed 1).
+# PYTHON (default .venv/bin/python), DATA_DIR (default ../shared/data) and THREADS (CPU threads per job, default 1)
+# may be set. Finished runs are kept
 # and reused on a rerun (search_compare.py); jobs still running at the deadline are stopped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +19,7 @@ phase=$1 out=$2 deadline=${3:-3000}
 py=${PYTHON:-.venv/bin/python}
 data=${DATA_DIR:-../shared/data}
 mkdir -p "$out/logs"
-common=(--device cuda --threads 1 --search-epochs 5 --retrain-epochs 30 --patience 5)
+common=(--device cuda --threads "${THREADS:-1}" --search-epochs 5 --retrain-epochs 30 --patience 5)
 ml1m=(--data "$data/ml-1m/ml-1m_sasrec5.txt" --space sasrec-ml1m)
 beauty=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla)
 jobs=()  # one shell command per line
@@ -58,6 +62,21 @@ case $phase in
       --strategy recnas --strategy darts --strategy easrec --strategy easrec:penalty=hinge
     add_compare beauty "${beauty[@]}" --max-len 50 --budget 0.333x --references max,max-linear \
       --strategy darts --strategy proxyless --strategy recnas --strategy random --strategy easrec ;;
+  beauty)
+    add_compare beauty "${beauty[@]}" --max-len 50 --budget 0.333x --references "" \
+      --strategy darts --strategy recnas --strategy easrec ;;
+  ablation)
+    add_compare ml1m-L200-ablation "${ml1m[@]}" --max-len 200 --budget 0.333x --references "" \
+      --strategy easrec --strategy easrec:gates=one --strategy easrec:gates=none --strategy easrec:constraint=static ;;
+  ablation-seed1)
+    add_compare ml1m-L200-ablation-seed1 "${ml1m[@]}" --max-len 200 --budget 0.333x --references "" --seed 1 \
+      --strategy easrec --strategy easrec:gates=one --strategy easrec:gates=none --strategy easrec:constraint=static ;;
+  sandwich)
+    add_compare ml1m-L200-sandwich "${ml1m[@]}" --max-len 200 --budget 0.333x --references max \
+      --strategy darts:weight_step=sandwich --strategy recnas:weight_step=sandwich \
+      --strategy easrec:weight_step=sandwich
+    add_compare beauty "${beauty[@]}" --max-len 50 --budget 0.333x --references max \
+      --strategy darts --strategy recnas --strategy easrec ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac
 printf '%s\n' "${jobs[@]}" > "$out/logs/$phase.jobs"
