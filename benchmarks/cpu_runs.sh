@@ -17,7 +17,8 @@
 #                epochs the temperatures of the default schedule, 1.0 down to 0.41)
 #        seed1  (seed 1: recnas with weight_step=sandwich - is phase sandwich's recnas row more than noise? - and
 #                recnas with the mixture and darts with sandwich, for paired comparisons)
-#        slices (benchmarks/slice_ranking.py on the supernets of phases base and sandwich (darts, easrec): how each
+#        baselines (proxyless and random with their defaults: issue 3's other two rows on this protocol)
+#        slices (benchmarks/slice_ranking.py on the supernets of phases base, sandwich (darts, easrec) and sandwich-warm: how each
 #                ranks archs of ~1/3 of the FLOPs, run as its own slice on arch-validation rows; needs those phases)
 #        beauty (Amazon Beauty, space sasrec-gowalla, the GPU rows' protocol: all windows, 30 retrain epochs;
 #                darts, recnas, easrec - the rows the GPU sessions did not finish)
@@ -49,17 +50,20 @@ case $phase in
   sandwich-warm) args=(--search-epochs 15 --references "" --strategy easrec:weight_step=sandwich,warmup_epochs=10,tau_initial=9.31) ;;
   seed1) args=(--search-epochs 5 --seed 1 --references "" --strategy recnas:weight_step=sandwich --strategy recnas
                --strategy darts:weight_step=sandwich) ;;
+  baselines) args=(--search-epochs 5 --references "" --strategy proxyless --strategy random) ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \
-               sandwich/easrec_weight_step_sandwich__1.95e_07; do
+               sandwich/easrec_weight_step_sandwich__1.95e_07 \
+               sandwich-warm/easrec_weight_step_sandwich_warmup_epochs_10_tau_initial_9.31__1.95e_07; do
         kind='"softmax"'; [[ $run == *easrec* ]] && kind='"linear"'  # EASRec's one kind; gates: the run's
         archs=()
         for a in '"depth":4,"hidden":128,"inner":256' '"depth":1,"hidden":128,"inner":256' \
-                 '"depth":4,"hidden":64,"inner":192' '"depth":2,"hidden":96,"inner":192' '"depth":3,"hidden":64,"inner":256'; do
+                 '"depth":4,"hidden":64,"inner":192' '"depth":2,"hidden":96,"inner":192' '"depth":3,"hidden":64,"inner":256' \
+                 '"depth":1,"hidden":128,"inner":128' '"depth":3,"hidden":128,"inner":128'; do
             archs+=(--arch "{$a,\"attention\":$kind}")
         done
         "$py" benchmarks/slice_ranking.py "$out/$run" "${archs[@]}" --json "$out/$run/slices.json" || exit 1
