@@ -4,6 +4,10 @@ FLOPs are for scoring ONE sequence of `max_len` items: a multiply-add is 2 FLOPs
 matrix products (projections, attention, FFN, scoring the last position against all items).
 Element-wise work (norms, activations, softmax, prefix sums, gates' sigmoid) is not counted, as in
 `torch.utils.flop_counter`, which checks the formula on the exported model.
+
+Linear attention is counted, timed and counted-by-torch as its running-state algorithm, O(L d^2) per
+head, LinRec's (`linear_attention_form("states")`); training uses an exact masked-matmul form that is
+faster on CPUs at these lengths but does O(L^2 d) work (nasrec.models.sasrec).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nasrec.arch import GATE_HIDDEN, Arch, SearchSpace
 from nasrec.device import model_device, synchronize
-from nasrec.models.sasrec import ElasticSASRec
+from nasrec.models.sasrec import ElasticSASRec, linear_attention_form
 
 
 def attention_flops(arch: Arch, max_len: int) -> int:
@@ -76,7 +80,7 @@ def counted_flops(model: ElasticSASRec, max_len: int | None = None) -> int:
     inputs = torch.randint(1, model.dims.n_items + 1, (1, length), device=model_device(model))
     counter = FlopCounterMode(display=False)
     model.eval()
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), linear_attention_form("states"), counter:
         model.score_last(inputs)
     return counter.get_total_flops()
 
@@ -90,7 +94,8 @@ def latency_ms(model: ElasticSASRec, batch_size: int, *, max_len: int | None = N
     inputs = torch.randint(1, model.dims.n_items + 1, (batch_size, length), generator=gen).to(device)
     model.eval()
     times = []
-    with torch.inference_mode():  # how a served model runs: no autograd bookkeeping at all
+    # how a served model runs: no autograd bookkeeping; linear attention as the FLOPs count it
+    with torch.inference_mode(), linear_attention_form("states"):
         for i in range(warmup + repeats):
             synchronize(device)
             start = time.perf_counter()

@@ -12,12 +12,16 @@ Layout (pre-LN by default; post-LN selectable):
 
 Attention is causal and padding-masked softmax attention or LinRec linear attention (elu, then Q
 L2-normalised over features and K over the causal prefix of positions), computed with prefix sums.
+Linear attention has two exact algorithms (`linear_attention_form`): the running states that its FLOPs
+count (`nasrec.cost`), used to measure a model's cost, and a causally masked matmul, used everywhere else
+because it is several times faster here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -29,6 +33,8 @@ from nasrec.arch import GATE_HIDDEN, Arch, SearchSpace
 
 LN_EPS = 1e-8
 LINEAR_ATTN_EPS = 1e-6  # keeps the LinRec normalisers away from 0 (pruned or padded columns)
+LINEAR_ATTENTION_FORMS = ("masked", "states")
+_linear_form = "masked"  # set only through `linear_attention_form`
 
 
 @dataclass(frozen=True)
@@ -128,19 +134,44 @@ def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: 
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
+@contextmanager
+def linear_attention_form(form: str) -> Iterator[None]:
+    """Run `linear_attention` inside the block with one of its two exact algorithms (same outputs to
+    float rounding, tested), the way `torch.nn.attention.sdpa_kernel` picks an SDPA backend:
+
+    - "masked" (the default): out = tril(Q' K^T) V, O(L^2 d) per head in dense matmuls. On this
+      project's 2-core CPU it is 3-14x faster than the states at L 50-200, d 16-32, forward and
+      backward (docs/benchmarks.md), so training, search and evaluation use it.
+    - "states": out_t = q'_t S_t with S_t = sum_{s<=t} k_s v_s^T, O(L d^2) per head: the algorithm
+      LinRec describes and `nasrec.cost` counts, so FLOP counting and latency measurement run it.
+    """
+    global _linear_form
+    if form not in LINEAR_ATTENTION_FORMS:
+        raise ValueError(f"linear attention form {form!r}: expected one of {', '.join(LINEAR_ATTENTION_FORMS)}")
+    previous, _linear_form = _linear_form, form
+    try:
+        yield
+    finally:
+        _linear_form = previous
+
+
 def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
                      mask: torch.Tensor | None = None, dropout_p: float = 0.0) -> torch.Tensor:
     """LinRec attention, made causal with prefix sums and blind to padding. It forms no attention weights,
     so `dropout_p` (attention-weight dropout) does not apply to it.
 
     q is L2-normalised over features; k over positions, but only over the keys a query may see (the
-    causal prefix of valid positions), which is what makes it causal. Cost: O(L d^2) per head.
+    causal prefix of valid positions), which is what makes it causal. The last step runs the algorithm
+    chosen by `linear_attention_form`.
     """
     q = F.elu(q)
     k = F.elu(k) * valid[:, None, :, None]  # padding keys contribute nothing
     q = q / q.norm(dim=-1, keepdim=True).clamp_min(LINEAR_ATTN_EPS)
     k_norm = torch.cumsum(k * k, dim=-2).clamp_min(LINEAR_ATTN_EPS**2).sqrt()  # [B, H, L, d]: per query t
     q = q / k_norm
+    if _linear_form == "masked":
+        # out_t = sum_{s<=t} (q_t . k_s) v_s: the states' result without forming them
+        return torch.tril(q @ k.transpose(-2, -1)) @ v
     # out_t = (q_t / ||k||_{<=t}) . S_t with S_t = sum_{s<=t} k_s v_s^T; outer products as a batched matmul.
     # The running states S_t [B, H, L, d, d] are formed a few positions at a time, carrying S forward:
     # on a CPU, forming all of them at once (hundreds of MB at batch 256) made this core 4-10x slower.

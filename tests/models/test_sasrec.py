@@ -89,8 +89,9 @@ def test_padding_invariance_of_scores() -> None:
         torch.testing.assert_close(s1, s2)
 
 
-def test_linear_attention_no_nan_at_extremes() -> None:
-    """All-zero (fully pruned) activations and sequences of one item must not divide by zero."""
+@pytest.mark.parametrize("form", sasrec.LINEAR_ATTENTION_FORMS)
+def test_linear_attention_no_nan_at_extremes(form: str) -> None:
+    """All-zero (fully pruned) activations and sequences of one item must not divide by zero, in either form."""
     torch.manual_seed(0)
     dims = ModelDims(N_ITEMS, MAX_LEN, 32, (64,), 32, 2, attention="linear", dropout=0.0)
     model = ElasticSASRec(dims)
@@ -99,8 +100,9 @@ def test_linear_attention_no_nan_at_extremes() -> None:
             lin.weight.zero_()
             lin.bias.zero_()
     x = _inputs()
-    loss = model.score_last(x)[:, 1:].logsumexp(-1).sum()
-    loss.backward()
+    with sasrec.linear_attention_form(form):
+        loss = model.score_last(x)[:, 1:].logsumexp(-1).sum()
+        loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
@@ -203,10 +205,42 @@ def test_linear_attention_in_steps_equals_all_at_once(monkeypatch: pytest.Monkey
     q, k, v = (torch.randn(3, 2, MAX_LEN, 4, generator=gen, requires_grad=True) for _ in range(3))
     valid = torch.ones(3, MAX_LEN, dtype=torch.bool)
     valid[0, :5] = False
-    whole = sasrec.linear_attention(q, k, v, valid)  # 3*2*4*4 states per position: all 16 positions at once
-    grads = torch.autograd.grad(whole.sum(), (q, k, v))
-    monkeypatch.setattr(sasrec, "linear_attention_state_floats", lambda device: 3 * 2 * 4 * 4 * 3)  # 3 at a time
-    stepped = sasrec.linear_attention(q, k, v, valid)
+    with sasrec.linear_attention_form("states"):
+        whole = sasrec.linear_attention(q, k, v, valid)  # 3*2*4*4 states per position: all 16 positions at once
+        grads = torch.autograd.grad(whole.sum(), (q, k, v))
+        monkeypatch.setattr(sasrec, "linear_attention_state_floats", lambda device: 3 * 2 * 4 * 4 * 3)  # 3 at a time
+        stepped = sasrec.linear_attention(q, k, v, valid)
     torch.testing.assert_close(stepped, whole)
     for g_step, g_whole in zip(torch.autograd.grad(stepped.sum(), (q, k, v)), grads, strict=True):
         torch.testing.assert_close(g_step, g_whole)
+
+
+def test_linear_attention_masked_form_equals_states() -> None:
+    """The masked matmul (training's form) and the running states (the FLOP-counted form) agree in values and
+    gradients, padding included; a key after the query changes neither (causal)."""
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(3, 2, MAX_LEN, 8, generator=gen, requires_grad=True) for _ in range(3))
+    valid = torch.ones(3, MAX_LEN, dtype=torch.bool)
+    valid[1, :6] = False
+    outs, grads = {}, {}
+    for form in sasrec.LINEAR_ATTENTION_FORMS:
+        with sasrec.linear_attention_form(form):
+            outs[form] = sasrec.linear_attention(q, k, v, valid)
+        grads[form] = torch.autograd.grad((outs[form] * torch.arange(MAX_LEN)[:, None]).sum(), (q, k, v))
+    torch.testing.assert_close(outs["masked"], outs["states"])
+    for g_masked, g_states in zip(grads["masked"], grads["states"], strict=True):
+        torch.testing.assert_close(g_masked, g_states)
+    later = k.detach().clone()
+    later[:, :, -1] += 5.0  # only the last query may see the last key
+    moved = sasrec.linear_attention(q.detach(), later, v.detach(), valid)
+    torch.testing.assert_close(moved[:, :, :-1], outs["masked"].detach()[:, :, :-1])
+
+
+def test_linear_attention_form_is_scoped_and_checked() -> None:
+    assert sasrec._linear_form == "masked"
+    with sasrec.linear_attention_form("states"):
+        assert sasrec._linear_form == "states"
+    assert sasrec._linear_form == "masked"
+    with pytest.raises(ValueError, match="expected one of masked, states"):
+        with sasrec.linear_attention_form("chunked"):
+            pass
