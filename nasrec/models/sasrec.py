@@ -140,8 +140,9 @@ def linear_attention_form(form: str) -> Iterator[None]:
     float rounding, tested), the way `torch.nn.attention.sdpa_kernel` picks an SDPA backend:
 
     - "masked" (the default): out = tril(Q' K^T) V, O(L^2 d) per head in dense matmuls. On this
-      project's 2-core CPU it is 3-14x faster than the states at L 50-200, d 16-32, forward and
-      backward (docs/benchmarks.md), so training, search and evaluation use it.
+      project's 2-core CPU the attention core runs 2-12x faster than with the states at L 50-200,
+      d 16-32 (forward and backward), a training step of the largest linear arch 1.7-2.8x
+      (`benchmarks/linear_attention_forms.py`), so training, search and evaluation use it.
     - "states": out_t = q'_t S_t with S_t = sum_{s<=t} k_s v_s^T, O(L d^2) per head: the algorithm
       LinRec describes and `nasrec.cost` counts, so FLOP counting and latency measurement run it.
     """
