@@ -85,16 +85,16 @@ def make_jobs(args: argparse.Namespace, space: SearchSpace, max_flops: int) -> l
 def run_job(job: Job, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     resume = (out / "config.json").is_file()  # started before: continue from its checkpoints
     if job.kind == "ref":
-        config = TrainConfig(epochs=args.retrain_epochs, patience=args.patience, seed=args.seed,
-                             all_windows=not args.last_window_only)
+        config = TrainConfig(epochs=args.retrain_epochs, patience=args.patience, min_epochs=args.min_epochs,
+                             seed=args.seed, all_windows=not args.last_window_only)
         if resume and not (out / "checkpoint.pt").is_file():
             resume = False
         return api.train(args.data, space=args.space, arch=job.arch, out=out, max_len=args.max_len, config=config,
                          resume=resume, device=args.device)
     config = SearchConfig(strategy=job.strategy, budget_flops=job.budget, space=args.space, params=job.params,
                           max_len=args.max_len, search_epochs=args.search_epochs, retrain_epochs=args.retrain_epochs,
-                          patience=args.patience, seed=args.seed, all_windows=not args.last_window_only,
-                          device=args.device)
+                          patience=args.patience, min_epochs=args.min_epochs, seed=args.seed,
+                          all_windows=not args.last_window_only, device=args.device)
     return run_search(args.data, config, out, resume=resume)
 
 
@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--search-epochs", type=int, default=5)
     parser.add_argument("--retrain-epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--min-epochs", type=int, default=0, help="patience may not stop a retrain before this epoch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--last-window-only", action="store_true", help="one training window per user")
     parser.add_argument("--threads", type=int, default=None)
@@ -179,7 +180,8 @@ def main() -> None:
     lines = [
         f"Data `{data.name}` ({data.n_users:,} users, {data.n_items:,} items), space `{space.name}`, "
         f"max_len {args.max_len}, max arch {max_flops:.4g} FLOPs, search epochs {args.search_epochs}, "
-        f"retrain epochs {args.retrain_epochs} (patience {args.patience}), seed {args.seed}, "
+        f"retrain epochs {args.retrain_epochs} (patience {args.patience}, min epochs {args.min_epochs}), "
+        f"seed {args.seed}, "
         f"{'last window per user' if args.last_window_only else 'all windows'}, device {device}; "
         f"test = leave-one-out last item; full ranking unless marked pop100 (100 popularity-sampled negatives).",
         "",

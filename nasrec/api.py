@@ -164,7 +164,7 @@ def train(data: DataOptions | str = "synthetic", *, space: str = "tiny", arch: s
 
 
 # When to stop may change on --resume (continue a run that stopped on them); what is trained may not.
-STOPPING_RULES = ("epochs", "patience", "max_seconds")
+STOPPING_RULES = ("epochs", "patience", "min_epochs", "max_seconds")
 
 
 def _check_resumable(out: Path, run_config: dict[str, Any]) -> None:
@@ -172,6 +172,8 @@ def _check_resumable(out: Path, run_config: dict[str, Any]) -> None:
     if not (out / "checkpoint.pt").is_file() or not config_file.is_file():
         raise ConfigError(f"--resume: {out} holds no checkpoint of an earlier `nasrec train` run")
     earlier = json.loads(config_file.read_text())
+    # A run started by an older nasrec lacks the options added since: it ran with their defaults.
+    earlier["train"] = {**TrainConfig().to_dict(), **earlier.get("train", {})}
 
     def fixed(config: dict[str, Any]) -> dict[str, Any]:
         train = {k: v for k, v in config.get("train", {}).items() if k not in STOPPING_RULES}

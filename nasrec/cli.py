@@ -78,6 +78,8 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
     patience: Annotated[int, typer.Option(min=1, help="Epochs without better valid NDCG@10.")] = 10,
+    min_epochs: Annotated[int, typer.Option(min=0, help="Patience may not stop training before this epoch (deep "
+                                            "archs can sit on a popularity plateau at first).")] = 0,
     max_minutes: Annotated[float | None, typer.Option(help="Wall-time budget: no new "
                                                       "epoch starts after it; the best valid weights are kept.")
                            ] = None,
@@ -102,7 +104,8 @@ def train(
         raise ConfigError(f"--max-minutes must be > 0, got {max_minutes}")
     if threads:
         torch.set_num_threads(threads)
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_epochs=min_epochs,
+                         seed=seed,
                          exclude_history=exclude_history, all_windows=all_windows,
                          window_stride=window_stride, group_by_length=group_by_length,
                          max_seconds=None if max_minutes is None else max_minutes * 60)
@@ -178,7 +181,9 @@ def search(
     retrain_epochs: Annotated[int, typer.Option(min=1)] = 50,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
-    patience: Annotated[int, typer.Option(min=1)] = 10,
+    patience: Annotated[int, typer.Option(min=1, help="Retrain epochs without better valid NDCG@10.")] = 10,
+    min_epochs: Annotated[int, typer.Option(min=0, help="Patience may not stop the retrain before this epoch.")
+                          ] = 0,
     seed: int = 0,
     retrain_from_scratch: bool = False,
     exclude_history: bool = False,
@@ -223,7 +228,8 @@ def search(
         config = SearchConfig(strategy=names[0], budget_flops=budgets[0],
                               space=space, params=_parse_sets(set_ or []), max_len=max_len,
                               search_epochs=search_epochs, retrain_epochs=retrain_epochs, batch_size=batch_size,
-                              lr=lr, patience=patience, seed=seed, retrain_from_scratch=retrain_from_scratch,
+                              lr=lr, patience=patience, min_epochs=min_epochs, seed=seed,
+                              retrain_from_scratch=retrain_from_scratch,
                               exclude_history=exclude_history, all_windows=all_windows,
                               window_stride=window_stride, device=device)
         _search_trials(api.DataOptions(source=data, format=format), config, names, budgets, out=out,
@@ -237,8 +243,9 @@ def search(
     config = SearchConfig(strategy=strategy, budget_flops=budget_flops_value, space=space,
                           params=_parse_sets(set_ or []), max_len=max_len, search_epochs=search_epochs,
                           retrain_epochs=retrain_epochs, batch_size=batch_size, lr=lr, patience=patience,
-                          seed=seed, retrain_from_scratch=retrain_from_scratch, exclude_history=exclude_history,
-                          all_windows=all_windows, window_stride=window_stride, device=device)
+                          min_epochs=min_epochs, seed=seed, retrain_from_scratch=retrain_from_scratch,
+                          exclude_history=exclude_history, all_windows=all_windows, window_stride=window_stride,
+                          device=device)
     with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.description}"), console=console) as progress:
         tasks: dict[str, Any] = {}

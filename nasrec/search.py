@@ -14,7 +14,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +52,19 @@ class SearchConfig:
     batch_size: int = 128
     lr: float = 1e-3
     patience: int = 10
+    min_epochs: int = 0  # retraining: patience may not stop it before this epoch
     seed: int = 0
     retrain_from_scratch: bool = False
     exclude_history: bool = False
     all_windows: bool = True  # long histories contribute every max_len window (search and retrain)
     window_stride: int | None = None  # overlapping windows (see nasrec.data.training_windows)
     device: str = "auto"  # auto (CUDA when torch sees one), cpu, cuda, cuda:N; a resumed run may change it
+
+    def __post_init__(self) -> None:
+        # Checked here, not when the retrain starts: after the search would be too late.
+        if not 0 <= self.min_epochs <= self.retrain_epochs:
+            raise ConfigError(f"min_epochs (--min-epochs) must be between 0 and retrain_epochs (--retrain-epochs, "
+                              f"{self.retrain_epochs}), got {self.min_epochs}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,10 +143,10 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
     if resume:
         if not _stage(out, "config").is_file():
             raise ConfigError(f"--resume: {out} holds no earlier `nasrec search` run (no config.json)")
-        earlier = json.loads(_stage(out, "config").read_text())
-        earlier.pop("data_fingerprint", None)
-        if _without_device(earlier) != _without_device(run_config):
-            raise ConfigError(f"--resume: {out} was started with other options; use the same ones or another --out")
+        changed = _resume_differences(json.loads(_stage(out, "config").read_text()), run_config)
+        if changed:
+            raise ConfigError(f"--resume: {out} was started with other {', '.join(changed)}; "
+                              "use the same options or another --out")
 
     dataset = data_opts.load()
     run_config["data_fingerprint"] = dataset.fingerprint
@@ -200,7 +207,8 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
     notify("derived", {"arch": chosen, "projection": projection, "flops": flops(chosen)})
 
     train_config = TrainConfig(epochs=config.retrain_epochs, batch_size=config.batch_size, lr=config.lr,
-                               patience=config.patience, seed=config.seed, exclude_history=config.exclude_history,
+                               patience=config.patience, min_epochs=config.min_epochs, seed=config.seed,
+                               exclude_history=config.exclude_history,
                                all_windows=config.all_windows, window_stride=config.window_stride)
     inherit = strategy.trains_supernet and not config.retrain_from_scratch
     if inherit:
@@ -244,10 +252,18 @@ def _feasible(space: SearchSpace, flops: Callable[[Arch], int], config: SearchCo
     return [a for a in space_archs(space, gates) if flops(a) <= config.budget_flops]
 
 
-def _without_device(run_config: dict[str, Any]) -> str:
-    """A run's options as compared on --resume: the device may change (resume a CPU run on a GPU)."""
-    search = {k: v for k, v in run_config.get("search", {}).items() if k != "device"}
-    return json.dumps({**run_config, "search": search}, sort_keys=True)
+def _resume_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The options (`search.patience`, `data.source`, ...) a resumed run would change. The device may change
+    (resume a CPU run on a GPU); options added to nasrec since the run started count at their defaults."""
+    defaults = {f.name: f.default for f in fields(SearchConfig) if f.default is not MISSING}
+    before = {"data": earlier.get("data", {}), "search": {**defaults, **earlier.get("search", {})}}
+    changed = []
+    for section in ("data", "search"):
+        old, new = before[section], now[section]
+        for key in sorted((set(old) | set(new)) - {"device"}):
+            if json.dumps(old.get(key), sort_keys=True) != json.dumps(new.get(key), sort_keys=True):
+                changed.append(f"{section}.{key}")
+    return changed
 
 
 def _table_preference(table: dict[str, float]) -> Callable[[Arch], float]:

@@ -41,6 +41,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    # Patience may not stop training before this epoch (Lightning's min_epochs): deep archs trained from
+    # scratch can sit on a popularity plateau for several epochs before they learn.
+    min_epochs: int = 0
     all_windows: bool = True  # long histories contribute every max_len window, not only the last
     window_stride: int | None = None  # < max_len: overlapping windows, each target once with more context
     group_by_length: bool = False  # batches of similar-length windows: less padding to compute (WindowLoader)
@@ -52,6 +55,9 @@ class TrainConfig:
     max_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        if not 0 <= self.min_epochs <= self.epochs:
+            raise ConfigError(f"min_epochs (--min-epochs) must be between 0 and epochs (--epochs, {self.epochs}), "
+                              f"got {self.min_epochs}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ConfigError(f"max_seconds must be > 0, got {self.max_seconds}")
 
@@ -84,7 +90,7 @@ class TrainState:
 
     def stop_reason(self, config: TrainConfig) -> str | None:
         """Why training stops before another epoch (`patience`, `epochs`, `time`), or None to go on."""
-        if self.epoch - self.best_epoch >= config.patience:
+        if self.epoch >= config.min_epochs and self.epoch - self.best_epoch >= config.patience:
             return "patience"
         if self.epoch >= config.epochs:
             return "epochs"

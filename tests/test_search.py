@@ -305,8 +305,17 @@ def test_resume_after_an_interrupted_retrain_skips_the_search(data_file, flops_r
         [h["loss"] for h in reference["retrain"]["history"]])
 
     # Other options -> refused; so is a directory that holds no search.
-    with pytest.raises(ConfigError, match="other options"):
+    with pytest.raises(ConfigError, match=r"other search\.seed;"):
         run_search(data_file, dataclasses.replace(cfg, seed=1), out, resume=True)
+    with pytest.raises(ConfigError, match=r"other search\.min_epochs, search\.patience;"):
+        run_search(data_file, dataclasses.replace(cfg, patience=3, min_epochs=1), out, resume=True)
+    # A run started before an option existed ran with its default: it resumes (here: it is finished).
+    saved = read_json(out / "config.json")
+    del saved["search"]["min_epochs"]
+    (out / "config.json").write_text(json.dumps(saved))
+    assert run_search(data_file, cfg, out, resume=True)["arch"] == reference["arch"]
+    with pytest.raises(ConfigError, match="min_epochs"):
+        config("darts", 1.0, retrain_epochs=2, min_epochs=3)
     with pytest.raises(ConfigError, match="no earlier"):
         run_search(data_file, cfg, tmp_path / "empty", resume=True)
     train_dir = tmp_path / "train-run"

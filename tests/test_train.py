@@ -89,6 +89,31 @@ def test_early_stopping_and_best_weights(data_file: Path) -> None:
                        TrainConfig(epochs=20, batch_size=32, lr=0.0, patience=2))
     assert state.epoch == 3 and state.best_epoch == 1
     assert state.stop_reason(TrainConfig(epochs=20, patience=2)) == "patience"
+    # min_epochs: patience may not stop it before epoch 5 (the same non-improving run, now 5 epochs long).
+    model = ElasticSASRec(ModelDims.for_space(space, data.n_items, 12).for_arch(space.max_arch()))
+    state = train_arch(model, model.arch, splits.train, splits.valid, data.n_items, 12,
+                       TrainConfig(epochs=20, batch_size=32, lr=0.0, patience=2, min_epochs=5))
+    assert state.epoch == 5 and state.best_epoch == 1
+    assert state.stop_reason(TrainConfig(epochs=20, patience=2, min_epochs=6)) is None
+    # min_epochs above the epoch limit is refused (the limit and the time budget stay hard limits).
+    with pytest.raises(api.ConfigError, match="min_epochs"):
+        TrainConfig(epochs=3, min_epochs=4)
+
+
+def test_resume_of_a_run_started_before_an_option_existed(data_file: Path, tmp_path: Path) -> None:
+    """A config.json written by an older nasrec lacks the options added since; it ran with their defaults,
+    so it resumes; one that ran with another value than the default does not."""
+    out = tmp_path / "old"
+    _train(data_file, out, epochs=1)
+    config_file = out / "config.json"
+    saved = json.loads(config_file.read_text())
+    del saved["train"]["weight_decay"], saved["train"]["min_epochs"]
+    config_file.write_text(json.dumps(saved))
+    assert _train(data_file, out, epochs=2, resume=True)["train"]["epochs_run"] == 2
+    saved["train"]["weight_decay"] = 0.5
+    config_file.write_text(json.dumps(saved))
+    with pytest.raises(api.ConfigError, match="different train"):
+        _train(data_file, out, epochs=3, resume=True)
 
 
 def test_time_budget_stops_between_epochs(data_file: Path, tmp_path: Path) -> None:
