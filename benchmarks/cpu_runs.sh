@@ -26,6 +26,8 @@
 #        budget2e8 (the issue-4 budget of 2e8 FLOPs at max_len 200 as its share of the max arch, 2e8 / 2.925e8 (max_len 200) =
 #                0.6837x, here 3.99e7: easrec (linear and softmax attention), darts, recnas, proxyless, random; the slowest
 #                phase, run it over several sessions)
+#        random-min-epochs (random as in phase baselines, its retrain with --min-epochs 15: does a retrain that
+#                patience cannot end on the popularity plateau rescue its deep linear pick?)
 #        max-linear (the max arch with linear attention, from scratch: the issue-4 reference beside the softmax one)
 #        beauty (Amazon Beauty, space sasrec-gowalla, the GPU rows' protocol: all windows, 30 retrain epochs;
 #                darts, recnas, easrec - the rows the GPU sessions did not finish)
@@ -65,10 +67,11 @@ case $phase in
   budget2e8) common=("${common[@]/0.333x/0.6837x}")
              args=(--search-epochs 5 --references "" --strategy easrec --strategy darts --strategy recnas
                    --strategy easrec:attention=softmax --strategy proxyless --strategy random) ;;
+  random-min-epochs) args=(--search-epochs 5 --references "" --strategy random --min-epochs 15) ;;
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, softmax, softmax-seed1, softmax-seed2, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, random-min-epochs, softmax, softmax-seed1, softmax-seed2, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \
