@@ -28,6 +28,8 @@
 #                phase, run it over several sessions)
 #        random-min-epochs (random as in phase baselines, its retrain with --min-epochs 15: does a retrain that
 #                patience cannot end on the popularity plateau rescue its deep linear pick?)
+#        plateau (the deep linear arch random picked in phase baselines, L4 h64 i128.192.256.192, trained from scratch
+#                with --min-epochs 15: its retrain there ended on patience at epoch 8, still at the popularity level)
 #        max-linear (the max arch with linear attention, from scratch: the issue-4 reference beside the softmax one)
 #        beauty (Amazon Beauty, space sasrec-gowalla, the GPU rows' protocol: all windows, 30 retrain epochs;
 #                darts, recnas, easrec - the rows the GPU sessions did not finish)
@@ -68,10 +70,12 @@ case $phase in
              args=(--search-epochs 5 --references "" --strategy easrec --strategy darts --strategy recnas
                    --strategy easrec:attention=softmax --strategy proxyless --strategy random) ;;
   random-min-epochs) args=(--search-epochs 5 --references "" --strategy random --min-epochs 15) ;;
+  plateau) args=(--search-epochs 5 --references "" --strategy "" --min-epochs 15
+                 --arch '{"depth":4,"hidden":64,"inner":[128,192,256,192],"embedding":64,"heads":4,"attention":"linear"}') ;;
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, random-min-epochs, softmax, softmax-seed1, softmax-seed2, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seed1, softmax-seed2, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \
