@@ -19,7 +19,7 @@
 #                recnas with the mixture and darts with sandwich, for paired comparisons)
 #        softmax (easrec with softmax attention, with the mixture and with sandwich steps: deep linear-attention
 #                archs train slowly from scratch here, so is linear attention what keeps EASRec at one block?)
-#        softmax-seed1, softmax-seed2 (easrec with softmax attention, seeds 1 and 2; run the two at once with SLOTS=1)
+#        softmax-seedN, N = 1..9 (easrec with softmax attention, seed N; run two at once with SLOTS=1)
 #        baselines (proxyless and random with their defaults: issue 3's other two rows on this protocol)
 #        slices (benchmarks/slice_ranking.py on the supernets of phases base, sandwich (darts, easrec) and sandwich-warm: how each
 #                ranks archs of ~1/3 of the FLOPs, run as its own slice on arch-validation rows; needs those phases)
@@ -63,7 +63,7 @@ case $phase in
                --strategy darts:weight_step=sandwich) ;;
   softmax) args=(--search-epochs 5 --references "" --strategy easrec:attention=softmax
                  --strategy easrec:attention=softmax,weight_step=sandwich) ;;
-  softmax-seed1|softmax-seed2) args=(--search-epochs 5 --seed "${phase#softmax-seed}" --references ""
+  softmax-seed[1-9]) args=(--search-epochs 5 --seed "${phase#softmax-seed}" --references ""
                  --strategy easrec:attention=softmax) ;;
   baselines) args=(--search-epochs 5 --references "" --strategy proxyless --strategy random) ;;
   budget2e8) common=("${common[@]/0.333x/0.6837x}")
@@ -75,7 +75,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seed1, softmax-seed2, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \
