@@ -105,8 +105,7 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_epochs=min_epochs,
-                         seed=seed,
-                         exclude_history=exclude_history, all_windows=all_windows,
+                         seed=seed, exclude_history=exclude_history, all_windows=all_windows,
                          window_stride=window_stride, group_by_length=group_by_length,
                          max_seconds=None if max_minutes is None else max_minutes * 60)
     data_opts = api.DataOptions(source=data, format=format, min_seq_len=min_seq_len, kcore=kcore)
