@@ -23,11 +23,10 @@
 #        baselines (proxyless and random with their defaults: issue 3's other two rows on this protocol)
 #        slices (benchmarks/slice_ranking.py on the supernets of phases base, sandwich (darts, easrec) and sandwich-warm: how each
 #                ranks archs of ~1/3 of the FLOPs, run as its own slice on arch-validation rows; needs those phases)
-#        budget2e8 (the issue-4 budget of 2e8 FLOPs at max_len 200 as its share of the max arch, 2e8 / 2.925e8 (max_len 200) =
-#                0.6837x, here 3.99e7: easrec (linear and softmax attention), darts, recnas, proxyless, random; the slowest
-#                phase, run it over several sessions)
-#        random-min-epochs (random as in phase baselines, its retrain with --min-epochs 15: does a retrain that
-#                patience cannot end on the popularity plateau rescue its deep linear pick?)
+#        budget2e8 (the issue-4 budget of 2e8 FLOPs as its share of the max arch at max_len 200, 2e8 / 2.925e8 =
+#                0.6837x, here 3.99e7: easrec (linear and softmax attention), darts, recnas, proxyless, random)
+#        random-min-epochs (random as in phase baselines, its retrain with --min-epochs 15, so that patience cannot
+#                end it on the popularity plateau)
 #        plateau (the deep linear arch random picked in phase baselines, L4 h64 i128.192.256.192, trained from scratch
 #                with --min-epochs 15: its retrain there ended on patience at epoch 8, still at the popularity level)
 #        max-linear (the max arch with linear attention, from scratch: the issue-4 reference beside the softmax one)
