@@ -20,6 +20,8 @@
 #        softmax (easrec with softmax attention, with the mixture and with sandwich steps: deep linear-attention
 #                archs train slowly from scratch here, so is linear attention what keeps EASRec at one block?)
 #        softmax-seedN, N = 1..9 (easrec with softmax attention, seed N; run two at once with SLOTS=1)
+#        softmax10-seedN, N = 0..9 (the same with the paper's 10 search epochs: in the 5-epoch traces the depth-2
+#                weight was still rising, and seeds 1 and 2 ended on a depth 1/2 tie)
 #        baselines (proxyless and random with their defaults: issue 3's other two rows on this protocol)
 #        slices (benchmarks/slice_ranking.py on the supernets of phases base, sandwich (darts, easrec) and sandwich-warm: how each
 #                ranks archs of ~1/3 of the FLOPs, run as its own slice on arch-validation rows; needs those phases)
@@ -64,6 +66,8 @@ case $phase in
                  --strategy easrec:attention=softmax,weight_step=sandwich) ;;
   softmax-seed[1-9]) args=(--search-epochs 5 --seed "${phase#softmax-seed}" --references ""
                  --strategy easrec:attention=softmax) ;;
+  softmax10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#softmax10-seed}" --references ""
+                 --strategy easrec:attention=softmax) ;;
   baselines) args=(--search-epochs 5 --references "" --strategy proxyless --strategy random) ;;
   budget2e8) common=("${common[@]/0.333x/0.6837x}")
              args=(--search-epochs 5 --references "" --strategy easrec --strategy darts --strategy recnas
@@ -74,7 +78,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \

@@ -55,7 +55,11 @@ budget guarantee after derivation.
 
 Early stopping. After each epoch, the search stops when the hard-derived arch (`argmax` of the trace
 row) of the last `search_patience` + 1 epochs after the warm-up (epochs with arch steps) is the same,
-i.e. it has not changed for `search_patience` consecutive epochs (0: never stop early).
+i.e. it has not changed for `search_patience` consecutive epochs (0: never stop early), and the last
+epoch's derivation is decisive: in every controller that decides it (depth, hidden width, the inner widths
+of the derived blocks) the leading weight of softmax(alpha / tau) beats the runner-up by at least
+`stop_margin` (the trace row's `margin`). Without the margin a search stopped on a near-tie
+(depth 1 at 0.36 against depth 2 at 0.35, still rising), where the argmax is decided by noise.
 
 Derivation. The hard selection: argmax hidden width, argmax inner width (uniform when shared), argmax
 depth, the fixed attention kind, the gates. Then the pipeline's budget guarantee; its preference is
@@ -100,6 +104,15 @@ def gumbel_softmax(logits: torch.Tensor, tau: float) -> torch.Tensor:
     u = torch.rand(logits.shape, dtype=logits.dtype, device=logits.device).clamp(_U_EPS, 1.0 - _U_EPS)
     g = -torch.log(-torch.log(u))
     return torch.softmax((logits + g) / tau, dim=-1)
+
+
+def decision_margin(weights: ChoiceWeights, depth: int) -> float:
+    """The smallest lead of a controller's top weight over its runner-up, over the controllers that decide
+    an arch of `depth` blocks: depth, hidden width and the inner widths of its blocks (1.0 when no choice
+    has two options)."""
+    rows = [weights.depth, weights.hidden, *weights.inner[:depth]]
+    leads = [float(top[0] - top[1]) for top in (row.topk(2).values for row in rows if row.numel() > 1)]
+    return min(leads, default=1.0)
 
 
 @register_strategy
@@ -176,6 +189,16 @@ class EASRec(DifferentiableStrategy):
             1000,
             help="stop the search when the argmax arch has not changed for this many epochs "
             "after the warm-up (0: never)",
+            tunable=False,
+        ),
+        HyperParam(
+            "stop_margin",
+            "float",
+            0.05,
+            0.0,
+            1.0,
+            help="early stopping also needs each controller's leading weight to beat its runner-up by this "
+            "much (no stop on a near-tie; 0: the argmax alone)",
             tunable=False,
         ),
     )
@@ -269,11 +292,13 @@ class EASRec(DifferentiableStrategy):
 
     def end_epoch(self, ctx: SearchContext, logits: ArchLogits, epoch: int) -> dict[str, Any]:
         with torch.no_grad():
-            arch = argmax_arch(ctx.space, self.final_weights(logits), self.n_gates())
+            weights = self.final_weights(logits)
+            arch = argmax_arch(ctx.space, weights, self.n_gates())
         return {
             "tau": self._tau,
             "hard_depth": ctx.space.depths[int(logits.depth.detach().argmax())],
             "argmax_flops": ctx.flops(arch),
+            "margin": decision_margin(weights, arch.depth),
         }
 
     def should_stop(self, trace: list[dict[str, Any]]) -> bool:
@@ -284,7 +309,7 @@ class EASRec(DifferentiableStrategy):
         if len(searched) < patience + 1:
             return False
         last = searched[-(patience + 1) :]
-        return all(a == last[0] for a in last)
+        return all(a == last[0] for a in last) and trace[-1]["margin"] >= float(self.params["stop_margin"])
 
     def strategy_state(self) -> dict[str, Any]:
         return {"tau": self._tau}

@@ -241,17 +241,36 @@ def test_early_stopping(splits, space):
     s = prepared(space, {"search_patience": 2, "warmup_epochs": 1})
     a, b = {"depth": 1}, {"depth": 2}
 
-    def trace(*archs: dict[str, int]) -> list[dict[str, Any]]:
-        return [{"epoch": i + 1, "argmax": x} for i, x in enumerate(archs)]
+    def trace(*archs: dict[str, int], margin: float = 0.2) -> list[dict[str, Any]]:
+        return [{"epoch": i + 1, "argmax": x, "margin": margin} for i, x in enumerate(archs)]
 
     assert not s.should_stop(trace(a, a, a))  # the warm-up epoch does not count
     assert s.should_stop(trace(b, a, a, a))
+    assert not s.should_stop(trace(b, a, a, a, margin=0.01))  # a near-tie: the argmax is noise
+    assert s.should_stop(trace(b, a, a, a, margin=0.01)[:-1] + trace(b, a, a, a)[-1:])  # only the last row counts
+    assert prepared(space, {"search_patience": 2, "warmup_epochs": 1, "stop_margin": 0.0}).should_stop(
+        trace(b, a, a, a, margin=0.0))
     assert not s.should_stop(trace(a, a, b, a, a))
     assert not prepared(space, {"search_patience": 0}).should_stop(trace(*[a] * 10))
     # in the loop: an unchanged argmax stops the search before its last epoch
-    strategy = create_strategy("easrec", {"warmup_epochs": 0, "arch_lr": 1e-5, "search_patience": 1})
+    strategy = create_strategy("easrec", {"warmup_epochs": 0, "arch_lr": 1e-5, "search_patience": 1,
+                                          "stop_margin": 0.0})
     result = strategy.search(make_ctx(splits, space, strategy, epochs=4))
     assert len(result.trace) == 2 and result.trace[0]["argmax"] == result.trace[1]["argmax"]
+    # the default margin: weights that barely left uniform are a near-tie, so the search runs on
+    strategy = create_strategy("easrec", {"warmup_epochs": 0, "arch_lr": 1e-5, "search_patience": 1})
+    result = strategy.search(make_ctx(splits, space, strategy, epochs=4))
+    assert len(result.trace) == 4 and all(row["margin"] < 0.05 for row in result.trace)
+
+
+def test_decision_margin_reads_the_deciding_controllers():
+    from nasrec.strategies.easrec import decision_margin
+    from nasrec.strategies.mixture import ChoiceWeights
+
+    w = ChoiceWeights(torch.tensor([0.6, 0.4]), torch.tensor([[0.9, 0.1], [0.5, 0.5]]), torch.tensor([0.7, 0.3]),
+                      torch.tensor([1.0]))
+    assert decision_margin(w, 1) == pytest.approx(0.2)  # hidden; block 2's tie does not decide a 1-block arch
+    assert decision_margin(w, 2) == pytest.approx(0.0)
 
 
 def test_gated_budget_below_the_smallest_gated_arch_fails_before_training(splits, space):
