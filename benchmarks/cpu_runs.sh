@@ -23,6 +23,12 @@
 #        softmax10-seedN, N = 0..9 (the same with the paper's 10 search epochs: in the 5-epoch traces the depth-2
 #                weight was still rising, and seeds 1 and 2 ended on a depth 1/2 tie)
 #        linear10-seedN, N = 0..9 (easrec with its default linear attention and 10 search epochs, seed N)
+#        others10-seedN, N = 0..9 (recnas and darts with weight_step=sandwich - their best 5-epoch rows - and
+#                proxyless, each with 10 search epochs and seed N: the other strategies at EASRec's search length;
+#                run two at once with SLOTS=1)
+#        recnas10-seedN, N = 0..9 (recnas with weight_step=sandwich, 10 search epochs, seed N, after the change of
+#                its hard-budget rule: a move that alone brings the argmax within budget and loses the least weight
+#                wins; the others10 recnas rows ran the ratio rule alone)
 #        max-seedN, N = 1..9 (the max arch, softmax, with seed N: the reference's own seed-to-seed spread, beside
 #                the searched archs' seeds; run two at once with SLOTS=1)
 #        baselines (proxyless and random with their defaults: issue 3's other two rows on this protocol)
@@ -72,6 +78,10 @@ case $phase in
   softmax10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#softmax10-seed}" --references ""
                  --strategy easrec:attention=softmax) ;;
   linear10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#linear10-seed}" --references "" --strategy easrec) ;;
+  others10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#others10-seed}" --references ""
+                 --strategy recnas:weight_step=sandwich --strategy darts:weight_step=sandwich --strategy proxyless) ;;
+  recnas10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#recnas10-seed}" --references ""
+                 --strategy recnas:weight_step=sandwich) ;;
   max-seed[1-9]) args=(--search-epochs 5 --seed "${phase#max-seed}" --references max --strategy "") ;;
   baselines) args=(--search-epochs 5 --references "" --strategy proxyless --strategy random) ;;
   budget2e8) common=("${common[@]/0.333x/0.6837x}")
@@ -83,7 +93,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \

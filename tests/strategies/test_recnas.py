@@ -12,7 +12,7 @@ import torch
 
 from nasrec import cost
 from nasrec.api import DataOptions
-from nasrec.arch import get_space
+from nasrec.arch import Arch, get_space
 from nasrec.data import SyntheticConfig, generate_synthetic, leave_one_out
 from nasrec.errors import ConfigError
 from nasrec.models import ElasticSASRec, ModelDims
@@ -163,6 +163,42 @@ def test_budget_rule_meets_any_feasible_budget(space_name):
     ctx = SimpleNamespace(space=tiny, flops=lambda a: cost.flops(a, 80, MAX_LEN))
     survivors = [a for a in tiny if a.depth == 2 and a.attention == "softmax" and a.inner[0] == 64]
     assert s._cheapest_flops(ctx) == min(ctx.flops(a) for a in survivors)
+
+
+def test_budget_rule_prefers_the_least_weight_lost_when_one_move_fits():
+    """1.5% over budget, narrowing one FFN fits; dropping the block saves more FLOPs per unit of weight lost
+    but costs far more weight (ML-1M at max_len 50, a third of the max FLOPs: RecNAS's seed-0 search)."""
+    space = get_space("sasrec-ml1m")
+    n_items, max_len = 3416, 50
+    flops = lambda a: cost.flops(a, n_items, max_len)  # noqa: E731
+    ctx = SimpleNamespace(space=space, budget_flops=flops(space.max_arch()) / 3, flops=flops)
+    s = bare_recnas(space)
+    s._temperature = 1.0
+    logits = ArchLogits(space)
+    hidden, depth = space.hiddens.index(96), space.depths.index(2)
+    widths = space.inner_widths(space.hiddens[0])
+    with torch.no_grad():
+        logits.hidden[hidden] = 4.0
+        logits.depth[depth] = 1.5  # weight ~0.6 against three others at ~0.13
+        logits.attention[space.attentions.index("softmax")] = 4.0
+        logits.inner[0, widths.index(256)] = 4.0
+        logits.inner[1, widths.index(256)] = 0.6  # weight ~0.48: the ratio rule would drop depth 2 instead
+        logits.inner[1, widths.index(192)] = 0.5
+        over = argmax_arch(space, s.final_weights(logits))
+        assert (over.depth, over.hidden, over.inner) == (2, 96, (256, 256))
+        assert ctx.budget_flops < flops(over) < 1.02 * ctx.budget_flops
+        before = s.final_weights(logits)
+        events = s._prune_to_budget(ctx, logits)
+        arch = argmax_arch(space, s.final_weights(logits))
+    assert [(e["choice"], e["option"], e.get("block"), e["rule"]) for e in events] == [("inner", 256, 2, "fit")]
+    assert (arch.depth, arch.hidden, arch.inner) == (2, 96, (256, 192))
+    assert flops(arch) <= ctx.budget_flops
+    # the ratio rule would have taken the block: more FLOPs saved per unit of weight lost
+    one_block = flops(over) - flops(Arch(1, 96, (256,), 96, space.heads[0], "softmax"))
+    narrower = flops(over) - flops(arch)
+    assert events[0]["weight_lost"] == pytest.approx(float(before.inner[1, widths.index(256)]), abs=1e-6)
+    assert one_block / float(before.depth[depth]) > events[0]["flops_per_weight"] == pytest.approx(
+        narrower / events[0]["weight_lost"], rel=1e-5)
 
 
 def test_derived_arch_is_within_budget_without_projection(tmp_path):
