@@ -27,7 +27,7 @@ epoch's temperature:
    earlier option); otherwise the move with the most FLOPs saved per unit of weight lost wins (ties: more
    FLOPs saved, then the earlier choice, then the earlier option). The current argmax of the winning
    move's choice - the first candidate that must go - is pruned; A is re-derived and the rule repeats.
-   The ratio alone over-cuts near the budget: 1.5% over it, it dropped a block whose depth weight was
+   The ratio alone over-cuts near the budget: 1.6% over it, it dropped a block whose depth weight was
    0.74 (saving half the FLOPs) rather than narrow one FFN (saving 6%), because the block saved more
    FLOPs per unit of weight.
 
