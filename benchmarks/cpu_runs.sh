@@ -43,6 +43,13 @@
 #        max-linear (the max arch with linear attention, from scratch: the issue-4 reference beside the softmax one)
 #        beauty (Amazon Beauty, space sasrec-gowalla, the GPU rows' protocol: all windows, 30 retrain epochs;
 #                darts, recnas, easrec - the rows the GPU sessions did not finish)
+#        beauty10 (Amazon Beauty as in phase beauty, seed 0, every strategy with 10 search epochs and the settings
+#                that led on ML-1M: the max arch, easrec with softmax attention, recnas and darts with
+#                weight_step=sandwich, random, proxyless; on the H100 with 5 epochs EASRec (linear) was last)
+#        beauty10-easrec (needs beauty10's layout: easrec with softmax attention and sandwich weight steps, and with
+#                the hinge penalty: in beauty10 EASRec settled on hidden 32 at 0.16x of the max FLOPs, half the budget
+#                unused - is that the shared supernet's bias to narrow slices, or the penalty's pull?)
+#        beauty10-easrec-seedN, N = 1..9 (beauty10's easrec row with seed N; run two at once with SLOTS=1)
 # PYTHON (default .venv/bin/python), DATA_DIR (default ../shared/data) and SLOTS (default 2) may be set.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +64,21 @@ case $phase in
     common=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla --max-len 50 --budget 0.333x
             --retrain-epochs 30 --patience 5 --threads 1)
     args=(--search-epochs 5 --references "" --strategy darts --strategy recnas --strategy easrec) ;;
+  beauty10)
+    common=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla --max-len 50 --budget 0.333x
+            --retrain-epochs 30 --patience 5 --threads 1)
+    args=(--search-epochs 10 --references max --strategy easrec:attention=softmax
+          --strategy recnas:weight_step=sandwich --strategy random --strategy darts:weight_step=sandwich
+          --strategy proxyless) ;;
+  beauty10-easrec)
+    common=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla --max-len 50 --budget 0.333x
+            --retrain-epochs 30 --patience 5 --threads 1)
+    args=(--search-epochs 10 --references "" --strategy easrec:attention=softmax,weight_step=sandwich
+          --strategy easrec:attention=softmax,penalty=hinge) ;;
+  beauty10-easrec-seed[1-9])
+    common=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla --max-len 50 --budget 0.333x
+            --retrain-epochs 30 --patience 5 --threads 1)
+    args=(--search-epochs 10 --seed "${phase#beauty10-easrec-seed}" --references "" --strategy easrec:attention=softmax) ;;
   base) args=(--search-epochs 5 --references max --strategy easrec:penalty=hinge --strategy recnas
               --strategy easrec --strategy darts) ;;
   lr)   args=(--search-epochs 5 --references "" --strategy darts:arch_lr=0.03 --strategy recnas:arch_lr=0.03
@@ -93,7 +115,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty)" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \

@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,9 @@ import torch
 
 from nasrec import api, cost
 from nasrec.arch import Arch, SearchSpace, get_space, parse_arch
+from nasrec.errors import NasrecError
 from nasrec.search import SearchConfig, run_search
-from nasrec.train import TrainConfig
+from nasrec.train import EpochLog, TrainConfig, TrainState
 
 DEFAULT_STRATEGIES = ["darts", "proxyless", "recnas", "random", "easrec"]
 
@@ -90,12 +93,28 @@ def run_job(job: Job, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         if resume and not (out / "checkpoint.pt").is_file():
             resume = False
         return api.train(args.data, space=args.space, arch=job.arch, out=out, max_len=args.max_len, config=config,
-                         resume=resume, device=args.device)
+                         resume=resume, device=args.device, on_epoch=_log_epoch("train"))
     config = SearchConfig(strategy=job.strategy, budget_flops=job.budget, space=args.space, params=job.params,
                           max_len=args.max_len, search_epochs=args.search_epochs, retrain_epochs=args.retrain_epochs,
                           patience=args.patience, min_epochs=args.min_epochs, seed=args.seed,
                           all_windows=not args.last_window_only, device=args.device)
-    return run_search(args.data, config, out, resume=resume)
+    return run_search(args.data, config, out, resume=resume, on_search_epoch=_log_search_epoch,
+                      on_retrain_epoch=_log_epoch("retrain"))
+
+
+# One flushed line per epoch, so a job's log shows where a long run stands.
+def _log_search_epoch(epoch: int, row: dict[str, Any]) -> None:
+    loss = row.get("weight_loss")
+    loss_text = f"loss {loss:.4f}  " if loss is not None else ""
+    print(f"search step {epoch}: {loss_text}arch {row.get('argmax') or row.get('arch')}", flush=True)
+
+
+def _log_epoch(stage: str) -> Callable[[EpochLog, TrainState], None]:
+    def log(epoch: EpochLog, state: TrainState) -> None:
+        print(f"{stage} epoch {epoch.epoch}: loss {epoch.loss:.4f}  valid ndcg@10 {epoch.valid['ndcg@10']:.4f}  "
+              f"best {state.best_score:.4f}@{state.best_epoch}  {epoch.seconds:.0f}s", flush=True)
+
+    return log
 
 
 def row(name: str, r: dict[str, Any], max_ndcg: float | None, max_flops: int) -> str:
@@ -198,4 +217,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except NasrecError as err:  # bad data, space or setting: one line, as the CLI reports it
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
