@@ -59,25 +59,24 @@ data=${DATA_DIR:-../shared/data}
 slots=${SLOTS:-2}
 common=(--data "$data/ml-1m/ml-1m_sasrec5.txt" --space sasrec-ml1m --max-len 50 --budget 0.333x --last-window-only
         --retrain-epochs 50 --patience 5 --threads 1)
+# Amazon Beauty (the beauty* phases): the GPU rows' protocol, all windows, 30 retrain epochs
+beauty=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla --max-len 50 --budget 0.333x
+        --retrain-epochs 30 --patience 5 --threads 1)
 case $phase in
   beauty)
-    common=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla --max-len 50 --budget 0.333x
-            --retrain-epochs 30 --patience 5 --threads 1)
+    common=("${beauty[@]}")
     args=(--search-epochs 5 --references "" --strategy darts --strategy recnas --strategy easrec) ;;
   beauty10)
-    common=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla --max-len 50 --budget 0.333x
-            --retrain-epochs 30 --patience 5 --threads 1)
+    common=("${beauty[@]}")
     args=(--search-epochs 10 --references max --strategy easrec:attention=softmax
           --strategy recnas:weight_step=sandwich --strategy random --strategy darts:weight_step=sandwich
           --strategy proxyless) ;;
   beauty10-easrec)
-    common=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla --max-len 50 --budget 0.333x
-            --retrain-epochs 30 --patience 5 --threads 1)
+    common=("${beauty[@]}")
     args=(--search-epochs 10 --references "" --strategy easrec:attention=softmax,weight_step=sandwich
           --strategy easrec:attention=softmax,penalty=hinge) ;;
   beauty10-easrec-seed[1-9])
-    common=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla --max-len 50 --budget 0.333x
-            --retrain-epochs 30 --patience 5 --threads 1)
+    common=("${beauty[@]}")
     args=(--search-epochs 10 --seed "${phase#beauty10-easrec-seed}" --references "" --strategy easrec:attention=softmax) ;;
   base) args=(--search-epochs 5 --references max --strategy easrec:penalty=hinge --strategy recnas
               --strategy easrec --strategy darts) ;;
