@@ -50,6 +50,8 @@
 #                the hinge penalty: in beauty10 EASRec settled on hidden 32 at 0.16x of the max FLOPs, half the budget
 #                unused - is that the shared supernet's bias to narrow slices, or the penalty's pull?)
 #        beauty10-easrec-seedN, N = 1..9 (beauty10's easrec row with seed N; run two at once with SLOTS=1)
+#        beauty10-seedN, N = 1..9 (seed N of the two rows that used the budget: recnas with sandwich steps, easrec with
+#                softmax attention and the hinge penalty)
 # PYTHON (default .venv/bin/python), DATA_DIR (default ../shared/data) and SLOTS (default 2) may be set.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +80,10 @@ case $phase in
   beauty10-easrec-seed[1-9])
     common=("${beauty[@]}")
     args=(--search-epochs 10 --seed "${phase#beauty10-easrec-seed}" --references "" --strategy easrec:attention=softmax) ;;
+  beauty10-seed[1-9])
+    common=("${beauty[@]}")
+    args=(--search-epochs 10 --seed "${phase#beauty10-seed}" --references "" --strategy recnas:weight_step=sandwich
+          --strategy easrec:attention=softmax,penalty=hinge) ;;
   base) args=(--search-epochs 5 --references max --strategy easrec:penalty=hinge --strategy recnas
               --strategy easrec --strategy darts) ;;
   lr)   args=(--search-epochs 5 --references "" --strategy darts:arch_lr=0.03 --strategy recnas:arch_lr=0.03
@@ -114,7 +120,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9))" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \
