@@ -52,6 +52,14 @@
 #        beauty10-easrec-seedN, N = 1..9 (beauty10's easrec row with seed N; run two at once with SLOTS=1)
 #        beauty10-seedN, N = 1..9 (seed N of the two rows that used the budget: recnas with sandwich steps, easrec with
 #                softmax attention and the hinge penalty)
+#        beauty10-others-seedN, N = 1..9 (seed N of beauty10's other rows: the max arch, darts with sandwich steps,
+#                random, proxyless - is DARTS's 0.997x at seed 0 more than one seed's luck, and the max arch's 0.0420?)
+#        proxyless-hinge-seedN, N = 0..9 (proxyless with resource_form=hinge, 10 search epochs, seed N: with the additive
+#                term it ended on one narrow block at 0.37x the budget with seeds 0 and 1 (others10))
+#        reproject-PHASE (PHASE's runs with the budget guarantee of session 13 (PROJECTION_FILL in nasrec/search.py):
+#                each finished search of OUT/PHASE for which it takes another arch (benchmarks/reproject.py) gets its
+#                search stage (config.json, search.json, supernet.pt) copied to OUT/reproject-PHASE, to be projected
+#                and retrained again; the other runs are copied whole)
 # PYTHON (default .venv/bin/python), DATA_DIR (default ../shared/data) and SLOTS (default 2) may be set.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +72,11 @@ common=(--data "$data/ml-1m/ml-1m_sasrec5.txt" --space sasrec-ml1m --max-len 50 
 # Amazon Beauty (the beauty* phases): the GPU rows' protocol, all windows, 30 retrain epochs
 beauty=(--data "$data/amazon-beauty/Beauty.txt" --space sasrec-gowalla --max-len 50 --budget 0.333x
         --retrain-epochs 30 --patience 5 --threads 1)
+source_dir=""
+if [[ $phase == reproject-* ]]; then
+    source_dir="$out/${phase#reproject-}" dest_phase=$phase phase=${phase#reproject-}
+    [ -d "$source_dir" ] || { echo "reproject: $source_dir does not exist (run phase ${phase} first)" >&2; exit 2; }
+fi
 case $phase in
   beauty)
     common=("${beauty[@]}")
@@ -84,6 +97,10 @@ case $phase in
     common=("${beauty[@]}")
     args=(--search-epochs 10 --seed "${phase#beauty10-seed}" --references "" --strategy recnas:weight_step=sandwich
           --strategy easrec:attention=softmax,penalty=hinge) ;;
+  beauty10-others-seed[1-9])
+    common=("${beauty[@]}")
+    args=(--search-epochs 10 --seed "${phase#beauty10-others-seed}" --references max
+          --strategy darts:weight_step=sandwich --strategy random --strategy proxyless) ;;
   base) args=(--search-epochs 5 --references max --strategy easrec:penalty=hinge --strategy recnas
               --strategy easrec --strategy darts) ;;
   lr)   args=(--search-epochs 5 --references "" --strategy darts:arch_lr=0.03 --strategy recnas:arch_lr=0.03
@@ -109,6 +126,8 @@ case $phase in
                  --strategy recnas:weight_step=sandwich --strategy darts:weight_step=sandwich --strategy proxyless) ;;
   recnas10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#recnas10-seed}" --references ""
                  --strategy recnas:weight_step=sandwich) ;;
+  proxyless-hinge-seed[0-9]) args=(--search-epochs 10 --seed "${phase#proxyless-hinge-seed}" --references ""
+                 --strategy proxyless:resource_form=hinge) ;;
   max-seed[1-9]) args=(--search-epochs 5 --seed "${phase#max-seed}" --references max --strategy "") ;;
   baselines) args=(--search-epochs 5 --references "" --strategy proxyless --strategy random) ;;
   budget2e8) common=("${common[@]/0.333x/0.6837x}")
@@ -120,7 +139,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9))" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \
@@ -138,6 +157,20 @@ if [ "$phase" = slices ]; then
     exit 0
 fi
 dir="$out/$phase"
+if [ -n "$source_dir" ]; then
+    dir="$out/$dest_phase"
+    for run in "$source_dir"/*/; do
+        run=${run%/} name=$(basename "$run")
+        [ -f "$run/result.json" ] || continue
+        [ -e "$dir/$name" ] && continue
+        mkdir -p "$dir/$name"
+        if [ -f "$run/search.json" ] && "$py" benchmarks/reproject.py --changed-only "$run"; then
+            cp "$run/config.json" "$run/search.json" "$run/supernet.pt" "$dir/$name/"
+        else
+            cp -r "$run/." "$dir/$name/"
+        fi
+    done
+fi
 base=("$py" benchmarks/search_compare.py "${common[@]}" "${args[@]}" --out "$dir")
 mkdir -p "$dir/logs"
 "${base[@]}" --list | while IFS= read -r name; do

@@ -31,7 +31,7 @@ import torch
 from nasrec import api, cost
 from nasrec.arch import Arch, SearchSpace, get_space, parse_arch
 from nasrec.errors import NasrecError
-from nasrec.search import SearchConfig, run_search
+from nasrec.search import PROJECTION_FILL, SearchConfig, run_search
 from nasrec.train import EpochLog, TrainConfig, TrainState
 
 DEFAULT_STRATEGIES = ["darts", "proxyless", "recnas", "random", "easrec"]
@@ -97,7 +97,8 @@ def run_job(job: Job, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     config = SearchConfig(strategy=job.strategy, budget_flops=job.budget, space=args.space, params=job.params,
                           max_len=args.max_len, search_epochs=args.search_epochs, retrain_epochs=args.retrain_epochs,
                           patience=args.patience, min_epochs=args.min_epochs, seed=args.seed,
-                          all_windows=not args.last_window_only, device=args.device)
+                          all_windows=not args.last_window_only, device=args.device,
+                          projection_fill=args.projection_fill)
     return run_search(args.data, config, out, resume=resume, on_search_epoch=_log_search_epoch,
                       on_retrain_epoch=_log_epoch("retrain"))
 
@@ -157,6 +158,9 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--min-epochs", type=int, default=0, help="patience may not stop a retrain before this epoch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--projection-fill", type=float, default=PROJECTION_FILL,
+                        help="budget guarantee: least share of the budget a projected arch keeps (0: the rule "
+                             "before session 13)")
     parser.add_argument("--last-window-only", action="store_true", help="one training window per user")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")

@@ -21,6 +21,7 @@ from rich.table import Table
 from nasrec import api
 from nasrec.arch import list_spaces
 from nasrec.errors import ConfigError, NasrecError
+from nasrec.search import PROJECTION_FILL
 from nasrec.train import EpochLog, TrainConfig, TrainState
 
 if TYPE_CHECKING:  # importing it loads Ray and MLflow: only the trials path pays for that
@@ -189,6 +190,10 @@ def search(
     all_windows: Annotated[bool, typer.Option(help="Use every max_len window of long histories.")] = True,
     window_stride: Annotated[int | None, typer.Option(min=1, help="Step between training windows (default "
                                                       "max_len); smaller: overlapping windows, more context.")] = None,
+    projection_fill: Annotated[float, typer.Option(help="Budget guarantee: a derived arch over "
+                                                   "the budget is replaced by the most preferred arch costing "
+                                                   "this share of the budget or more (0: any arch within it).")
+                               ] = PROJECTION_FILL,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Strategy hyper-parameter key=value "
                                                    "(held fixed in trials).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads of a single run (trials use "
@@ -230,7 +235,7 @@ def search(
                               lr=lr, patience=patience, min_epochs=min_epochs, seed=seed,
                               retrain_from_scratch=retrain_from_scratch,
                               exclude_history=exclude_history, all_windows=all_windows,
-                              window_stride=window_stride, device=device)
+                              window_stride=window_stride, device=device, projection_fill=projection_fill)
         _search_trials(api.DataOptions(source=data, format=format), config, names, budgets, out=out,
                        trials=trials, concurrency=concurrency, cpus_per_trial=cpus_per_trial,
                        gpus_per_trial=gpus_per_trial, objective=objective, early_stop=early_stop,
@@ -244,7 +249,7 @@ def search(
                           retrain_epochs=retrain_epochs, batch_size=batch_size, lr=lr, patience=patience,
                           min_epochs=min_epochs, seed=seed, retrain_from_scratch=retrain_from_scratch,
                           exclude_history=exclude_history, all_windows=all_windows, window_stride=window_stride,
-                          device=device)
+                          device=device, projection_fill=projection_fill)
     with Progress(TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.description}"), console=console) as progress:
         tasks: dict[str, Any] = {}

@@ -38,6 +38,9 @@ from nasrec.strategies.base import SearchContext, SearchResult, Strategy, create
 from nasrec.train import EpochLog, TrainConfig, TrainState, train_arch
 
 MAX_PROJECTION_ARCHS = 500_000
+# A derived arch over the budget asked for more compute than allowed, so the projection keeps it near the
+# budget: it chooses among the feasible archs costing at least this share of the budget (see enforce_budget).
+PROJECTION_FILL = 0.8
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,13 @@ class SearchConfig:
     all_windows: bool = True  # long histories contribute every max_len window (search and retrain)
     window_stride: int | None = None  # overlapping windows (see nasrec.data.training_windows)
     device: str = "auto"  # auto (CUDA when torch sees one), cpu, cuda, cuda:N; a resumed run may change it
+    projection_fill: float = PROJECTION_FILL  # budget guarantee: least FLOPs share of the budget to keep
 
     def __post_init__(self) -> None:
         # Checked here, not when the retrain starts: after the search would be too late.
+        if not 0.0 <= self.projection_fill <= 1.0:
+            raise ConfigError("projection_fill (--projection-fill) must be between 0 and 1, "
+                              f"got {self.projection_fill}")
         if not 0 <= self.min_epochs <= self.retrain_epochs:
             raise ConfigError(f"min_epochs (--min-epochs) must be between 0 and retrain_epochs (--retrain-epochs, "
                               f"{self.retrain_epochs}), got {self.min_epochs}")
@@ -103,10 +110,18 @@ def closeness(derived: Arch) -> Callable[[Arch], float]:
 
 
 def enforce_budget(derived: Arch, space: SearchSpace, budget: float, flops: Callable[[Arch], int],
-                   preference: Callable[[Arch], float] | None) -> tuple[Arch, dict[str, Any]]:
-    """The budget guarantee. Keep `derived` if it fits; otherwise take, among the archs of the space
-    within the budget, the one the strategy prefers most (its architecture weights' `arch_preference`,
-    or closeness to `derived`), ties going to more FLOPs, then to the canonical JSON order."""
+                   preference: Callable[[Arch], float] | None,
+                   fill: float = PROJECTION_FILL) -> tuple[Arch, dict[str, Any]]:
+    """The budget guarantee. Keep `derived` if it fits; otherwise take the arch the strategy prefers most
+    (its architecture weights' `arch_preference`, or closeness to `derived`) among the archs of the space
+    within the budget that cost at least `fill` x the budget, ties going to more FLOPs, then to the
+    canonical JSON order. If no arch with a finite preference lies in that band (a budget near the space's
+    smallest arch, or a strategy that scored only a few archs), every feasible arch is a candidate.
+
+    Why the band: the derived arch asked for more than the budget, and a strategy's weights rank the options
+    of each choice but not their cost, so the most preferred feasible arch can be far below the budget
+    (DARTS, which has no resource term, prefers depth 4 and hidden 128; the most preferred feasible arch was
+    one block of hidden 128 at 0.6x the budget). The band keeps what the budget allows."""
     info: dict[str, Any] = {"derived": derived.to_dict(), "derived_flops": flops(derived), "projected": False}
     if flops(derived) <= budget:
         return derived, info
@@ -114,9 +129,13 @@ def enforce_budget(derived: Arch, space: SearchSpace, budget: float, flops: Call
         raise ConfigError(f"space {space.name!r} has {len(space):,} archs, too many to project onto the budget")
     prefer = preference or closeness(derived)
     feasible = [a for a in space_archs(space, derived.gates) if flops(a) <= budget]
-    best = max(feasible, key=lambda a: (prefer(a), flops(a), a.to_json()))
-    info.update(projected=True, rule="max strategy preference among archs within budget; ties: more FLOPs",
-                preference="strategy" if preference else "closeness to derived")
+    band = [a for a in feasible if flops(a) >= fill * budget and math.isfinite(prefer(a))]
+    best = max(band or feasible, key=lambda a: (prefer(a), flops(a), a.to_json()))
+    info.update(projected=True,
+                rule=f"max strategy preference among archs costing {fill:g}x to 1x the budget "
+                     "(all archs within budget when none does); ties: more FLOPs",
+                preference="strategy" if preference else "closeness to derived",
+                fill=fill, fill_band_empty=not band)
     return best, info
 
 
@@ -203,7 +222,8 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
             preference = _table_preference(table)
     write_json(out / "trace.json", {"strategy": strategy.name, "params": strategy.params, "epochs": trace})
 
-    chosen, projection = enforce_budget(derived, space, config.budget_flops, flops, preference)
+    chosen, projection = enforce_budget(derived, space, config.budget_flops, flops, preference,
+                                        config.projection_fill)
     notify("derived", {"arch": chosen, "projection": projection, "flops": flops(chosen)})
 
     train_config = TrainConfig(epochs=config.retrain_epochs, batch_size=config.batch_size, lr=config.lr,

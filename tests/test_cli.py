@@ -91,6 +91,8 @@ CASES = [
      ["--min-epochs", "--epochs", "got 5"]),
     ("min-epochs-above-epochs-search", [*SEARCH, "--retrain-epochs", "3", "--min-epochs", "5", "--data", "{data}"],
      ["--min-epochs", "--retrain-epochs"]),
+    ("projection-fill-out-of-range", [*SEARCH, "--data", "{data}", "--projection-fill", "1.5"],
+     ["--projection-fill", "between 0 and 1", "1.5"]),
     ("unknown-format", ["data", "stats", "{data}", "--format", "xml"], ["xml"]),
     ("unknown-device-train", ["train", "--epochs", "1", "--data", "{data}", "--device", "tpu"],
      ["--device 'tpu'", "auto, cpu, cuda"]),

@@ -22,7 +22,7 @@ from nasrec.arch import Arch, get_space
 from nasrec.data import EvalSet, Splits, SyntheticConfig, generate_synthetic, leave_one_out
 from nasrec.errors import ConfigError
 from nasrec.models import ElasticSASRec, ModelDims
-from nasrec.search import SearchConfig, check_budget, enforce_budget, run_search
+from nasrec.search import PROJECTION_FILL, SearchConfig, check_budget, enforce_budget, run_search
 from nasrec.strategies._differentiable import DifferentiableStrategy
 from nasrec.strategies.base import SearchContext, create_strategy, get_strategy, list_strategies
 
@@ -232,9 +232,11 @@ def test_overshooting_derivation_is_projected_onto_the_budget(data_file, flops_r
     assert on_disk["projection"]["derived_flops"] > budget
     assert on_disk["flops"] <= budget
     assert on_disk["projection"]["derived"] != on_disk["arch"]
+    assert on_disk["projection"]["fill"] == PROJECTION_FILL  # the rule that chose it is recorded
 
 
-def test_enforce_budget_takes_the_preferred_feasible_arch():
+def _projection_case() -> tuple[Any, Any, float, list[Arch], list[Arch]]:
+    """The tiny space, its FLOPs, a budget at its median arch, and the feasible and infeasible archs."""
     space = get_space(SPACE)
 
     def flops(a: Arch) -> int:
@@ -242,24 +244,27 @@ def test_enforce_budget_takes_the_preferred_feasible_arch():
 
     archs = sorted(space, key=flops)
     budget = flops(archs[len(archs) // 2])
-    feasible = [a for a in archs if flops(a) <= budget]
-    infeasible = [a for a in archs if flops(a) > budget]
+    return space, flops, budget, [a for a in archs if flops(a) <= budget], [a for a in archs if flops(a) > budget]
+
+
+def test_enforce_budget_takes_the_preferred_feasible_arch():
+    space, flops, budget, feasible, infeasible = _projection_case()
     derived = space.max_arch()
     assert flops(derived) > budget
 
-    # The preferred feasible arch wins, even over a more preferred infeasible one.
+    # fill 0: the preferred feasible arch wins, even over a more preferred infeasible one.
     target = feasible[1]
     scores = {target: 5.0, infeasible[0]: 10.0}
-    chosen, info = enforce_budget(derived, space, budget, flops, lambda a: scores.get(a, 0.0))
+    chosen, info = enforce_budget(derived, space, budget, flops, lambda a: scores.get(a, 0.0), fill=0.0)
     assert chosen == target
     assert info["projected"] is True and info["derived_flops"] == flops(derived)
     assert info["derived"] == derived.to_dict()
 
     # Ties go to more FLOPs.
-    chosen, _ = enforce_budget(derived, space, budget, flops, lambda a: 1.0)
+    chosen, _ = enforce_budget(derived, space, budget, flops, lambda a: 1.0, fill=0.0)
     assert flops(chosen) == max(flops(a) for a in feasible)
     cheap_pair = {feasible[0], feasible[1]}
-    chosen, _ = enforce_budget(derived, space, budget, flops, lambda a: 1.0 if a in cheap_pair else 0.0)
+    chosen, _ = enforce_budget(derived, space, budget, flops, lambda a: 1.0 if a in cheap_pair else 0.0, fill=0.0)
     assert chosen == max(cheap_pair, key=flops)
 
     # A derived arch within budget is kept whatever the preference says.
@@ -269,6 +274,39 @@ def test_enforce_budget_takes_the_preferred_feasible_arch():
     # No preference: the closest feasible arch to the derived one.
     chosen, info = enforce_budget(derived, space, budget, flops, None)
     assert flops(chosen) <= budget and info["preference"] == "closeness to derived"
+
+
+def test_enforce_budget_keeps_the_share_of_the_budget_it_is_told():
+    space, flops, budget, feasible, _ = _projection_case()
+    derived = space.max_arch()
+    fill = 0.8
+    cheap = [a for a in feasible if flops(a) < fill * budget]
+    band = [a for a in feasible if flops(a) >= fill * budget]
+    assert cheap and len(band) >= 2, "the tiny space must have archs on both sides of the band"
+
+    # The strategy prefers the cheapest arch most; the projection takes the most preferred arch in the band.
+    scores = {cheap[0]: 10.0, band[0]: 5.0}
+    chosen, info = enforce_budget(derived, space, budget, flops, lambda a: scores.get(a, 0.0), fill=fill)
+    assert chosen == band[0] and flops(chosen) >= fill * budget
+    assert info["fill"] == fill and info["fill_band_empty"] is False
+    # The rule before the band (fill 0) takes the cheap arch.
+    chosen, _ = enforce_budget(derived, space, budget, flops, lambda a: scores.get(a, 0.0), fill=0.0)
+    assert chosen == cheap[0]
+
+    # No arch of the band has a finite preference (random scored only some archs): every feasible arch counts.
+    scored = {cheap[0]: 0.3, cheap[-1]: 0.5}
+    chosen, info = enforce_budget(derived, space, budget, flops, lambda a: scored.get(a, -math.inf), fill=fill)
+    assert chosen == cheap[-1] and info["fill_band_empty"] is True
+
+    # A fill above what any feasible arch reaches leaves the band empty too.
+    chosen, info = enforce_budget(derived, space, budget, flops, lambda a: scores.get(a, 0.0), fill=1.0)
+    assert flops(chosen) <= budget
+    assert info["fill_band_empty"] is (max(flops(a) for a in feasible) < budget)
+
+
+def test_projection_fill_out_of_range_is_refused_before_any_work():
+    with pytest.raises(ConfigError, match="projection_fill"):
+        SearchConfig(strategy="darts", budget_flops=1e6, projection_fill=1.5)
 
 
 # --- resume ---------------------------------------------------------------------------------------

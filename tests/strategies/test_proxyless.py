@@ -208,6 +208,23 @@ def test_resource_gradient_points_toward_cheaper_options(space, form):
     assert off.resource_loss(ctx, None) is None  # type: ignore[arg-type]
 
 
+def test_hinge_resource_term_costs_only_flops_over_the_budget(space):
+    n_items = 80
+    s = Proxyless({"lam": 1.0, "resource_form": "hinge"})
+    for share, over in ((0.3, True), (1.5, False)):  # uniform weights: E[F] is over a low budget, under a high one
+        ctx = SimpleNamespace(space=space, n_items=n_items, max_len=MAX_LEN,
+                              budget_flops=budget_at(space, n_items, share))
+        logits = ArchLogits(space)
+        s.relax(logits, 1, arch_step=True)
+        term = s.resource_loss(ctx, None)  # type: ignore[arg-type]
+        assert term is not None
+        term.backward()
+        if over:  # the additive term's gradient: costlier options lose weight
+            assert term > 0 and logits.hidden.grad[0] > 0 > logits.hidden.grad[1]
+        else:  # under the budget nothing pulls
+            assert term == 0 and not logits.hidden.grad.any() and not logits.depth.grad.any()
+
+
 def test_resource_term_lowers_expected_flops_and_is_deterministic(splits, space):
     common = {"warmup_epochs": 0, "arch_lr": 0.05}
     runs = {}
