@@ -54,6 +54,8 @@
 #                softmax attention and the hinge penalty)
 #        beauty10-others-seedN, N = 1..9 (seed N of beauty10's other rows: the max arch, darts with sandwich steps,
 #                random, proxyless - is DARTS's 0.997x at seed 0 more than one seed's luck, and the max arch's 0.0420?)
+#        darts10-seedN, N = 0..9 (darts with weight_step=sandwich, 10 search epochs, seed N, with the budget guarantee of
+#                session 13: the others10 darts rows re-projected (reproject-others10-seedN) scored ~1.0x, more seeds)
 #        proxyless-hinge-seedN, N = 0..9 (proxyless with resource_form=hinge, 10 search epochs, seed N: with the additive
 #                term it ended on one narrow block at 0.37x the budget with seeds 0 and 1 (others10))
 #        reproject-PHASE (PHASE's runs with the budget guarantee of session 13 (PROJECTION_FILL in nasrec/search.py):
@@ -126,6 +128,8 @@ case $phase in
                  --strategy recnas:weight_step=sandwich --strategy darts:weight_step=sandwich --strategy proxyless) ;;
   recnas10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#recnas10-seed}" --references ""
                  --strategy recnas:weight_step=sandwich) ;;
+  darts10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#darts10-seed}" --references ""
+                 --strategy darts:weight_step=sandwich) ;;
   proxyless-hinge-seed[0-9]) args=(--search-epochs 10 --seed "${phase#proxyless-hinge-seed}" --references ""
                  --strategy proxyless:resource_form=hinge) ;;
   max-seed[1-9]) args=(--search-epochs 5 --seed "${phase#max-seed}" --references max --strategy "") ;;
@@ -139,7 +143,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), darts10-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \
