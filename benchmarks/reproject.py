@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nasrec import cost
 from nasrec.arch import Arch, get_space
-from nasrec.search import PROJECTION_FILL, _table_preference, enforce_budget
+from nasrec.search import PROJECTION_FILL, enforce_budget, table_preference
 
 
 def reproject(run: Path, fill: float) -> tuple[Arch, Arch, Arch, float]:
@@ -30,7 +30,7 @@ def reproject(run: Path, fill: float) -> tuple[Arch, Arch, Arch, float]:
     if cost.flops(old, n_items, max_len) != result["flops"]:  # the FLOPs model or the data changed since
         raise SystemExit(f"{run}: result.json's FLOPs {result['flops']:,} differ from nasrec.cost's now")
     derived = Arch.from_dict(done["derived"])
-    preference = None if done["preference"] is None else _table_preference(done["preference"])
+    preference = None if done["preference"] is None else table_preference(done["preference"])
     chosen, _ = enforce_budget(derived, get_space(result["space"]), result["budget_flops"],
                                lambda a: cost.flops(a, n_items, max_len), preference, fill)
     return derived, old, chosen, cost.flops(chosen, n_items, max_len) / result["budget_flops"]

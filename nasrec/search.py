@@ -128,9 +128,10 @@ def enforce_budget(derived: Arch, space: SearchSpace, budget: float, flops: Call
     if len(space) > MAX_PROJECTION_ARCHS:
         raise ConfigError(f"space {space.name!r} has {len(space):,} archs, too many to project onto the budget")
     prefer = preference or closeness(derived)
-    feasible = [a for a in space_archs(space, derived.gates) if flops(a) <= budget]
-    band = [a for a in feasible if flops(a) >= fill * budget and math.isfinite(prefer(a))]
-    best = max(band or feasible, key=lambda a: (prefer(a), flops(a), a.to_json()))
+    cost = {a: flops(a) for a in space_archs(space, derived.gates)}
+    feasible = [a for a, f in cost.items() if f <= budget]
+    band = [a for a in feasible if cost[a] >= fill * budget and math.isfinite(prefer(a))]
+    best = max(band or feasible, key=lambda a: (prefer(a), cost[a], a.to_json()))
     info.update(projected=True,
                 rule=f"max strategy preference among archs costing {fill:g}x to 1x the budget "
                      "(all archs within budget when none does); ties: more FLOPs",
@@ -196,7 +197,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         done = json.loads(search_done.read_text())
         supernet.load_state_dict(torch.load(supernet_file, weights_only=True, map_location=device))
         derived, trace, search_seconds = Arch.from_dict(done["derived"]), done["trace"], done["seconds"]
-        preference = None if done["preference"] is None else _table_preference(done["preference"])
+        preference = None if done["preference"] is None else table_preference(done["preference"])
         extra = done.get("extra", {})
     else:
         ctx = SearchContext(supernet=supernet, space=space, search_train=splits.search_train,
@@ -219,7 +220,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         write_json(search_done, {"derived": derived.to_dict(), "trace": trace, "seconds": search_seconds,
                                  "preference": table, "extra": extra})
         if table is not None:
-            preference = _table_preference(table)
+            preference = table_preference(table)
     write_json(out / "trace.json", {"strategy": strategy.name, "params": strategy.params, "epochs": trace})
 
     chosen, projection = enforce_budget(derived, space, config.budget_flops, flops, preference,
@@ -286,5 +287,6 @@ def _resume_differences(earlier: dict[str, Any], now: dict[str, Any]) -> list[st
     return changed
 
 
-def _table_preference(table: dict[str, float]) -> Callable[[Arch], float]:
+def table_preference(table: dict[str, float]) -> Callable[[Arch], float]:
+    """The preference saved in search.json (arch JSON -> score) as a function; archs not in it: -inf."""
     return lambda arch: table.get(arch.to_json(), float("-inf"))
