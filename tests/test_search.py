@@ -298,10 +298,11 @@ def test_enforce_budget_keeps_the_share_of_the_budget_it_is_told():
     chosen, info = enforce_budget(derived, space, budget, flops, lambda a: scored.get(a, -math.inf), fill=fill)
     assert chosen == cheap[-1] and info["fill_band_empty"] is True
 
-    # A fill above what any feasible arch reaches leaves the band empty too.
-    chosen, info = enforce_budget(derived, space, budget, flops, lambda a: scores.get(a, 0.0), fill=1.0)
-    assert flops(chosen) <= budget
-    assert info["fill_band_empty"] is (max(flops(a) for a in feasible) < budget)
+    # A budget between two archs' FLOPs with fill 1: no arch costs exactly the budget, so the band is empty and
+    # the most preferred feasible arch is taken.
+    assert all(flops(a) != budget + 1 for a in space)
+    chosen, info = enforce_budget(derived, space, budget + 1, flops, lambda a: scores.get(a, 0.0), fill=1.0)
+    assert info["fill_band_empty"] is True and chosen == cheap[0]
 
 
 def test_projection_fill_out_of_range_is_refused_before_any_work():
