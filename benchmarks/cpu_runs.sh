@@ -56,6 +56,11 @@
 #                random, proxyless - is DARTS's 0.997x at seed 0 more than one seed's luck, and the max arch's 0.0420?)
 #        darts10-seedN, N = 0..9 (darts with weight_step=sandwich, 10 search epochs, seed N, with the budget guarantee of
 #                session 13: the others10 darts rows re-projected (reproject-others10-seedN) scored ~1.0x, more seeds)
+#        softmax10-hinge-seedN, N = 0..9 (easrec with softmax attention and penalty=hinge, 10 search epochs, seed N: the
+#                linear penalty keeps EASRec at two blocks (0.289x) while DARTS, unconstrained and projected by session
+#                13's guarantee, takes four blocks of hidden 64 and scores higher - does EASRec without the pull do so too?)
+#        softmax10-sandwich-hinge-seedN, N = 0..9 (the same with weight_step=sandwich too: DARTS's sandwich steps train
+#                the deep paths that EASRec's Gumbel-weighted mixture steps leave behind)
 #        proxyless-hinge-seedN, N = 0..9 (proxyless with resource_form=hinge, 10 search epochs, seed N: with the additive
 #                term it ended on one narrow block at 0.37x the budget with seeds 0 and 1 (others10))
 #        reproject-PHASE (PHASE's runs with the budget guarantee of session 13 (PROJECTION_FILL in nasrec/search.py):
@@ -130,6 +135,10 @@ case $phase in
                  --strategy recnas:weight_step=sandwich) ;;
   darts10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#darts10-seed}" --references ""
                  --strategy darts:weight_step=sandwich) ;;
+  softmax10-hinge-seed[0-9]) args=(--search-epochs 10 --seed "${phase#softmax10-hinge-seed}" --references ""
+                 --strategy easrec:attention=softmax,penalty=hinge) ;;
+  softmax10-sandwich-hinge-seed[0-9]) args=(--search-epochs 10 --seed "${phase#softmax10-sandwich-hinge-seed}"
+                 --references "" --strategy easrec:attention=softmax,penalty=hinge,weight_step=sandwich) ;;
   proxyless-hinge-seed[0-9]) args=(--search-epochs 10 --seed "${phase#proxyless-hinge-seed}" --references ""
                  --strategy proxyless:resource_form=hinge) ;;
   max-seed[1-9]) args=(--search-epochs 5 --seed "${phase#max-seed}" --references max --strategy "") ;;
@@ -143,7 +152,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), darts10-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \

@@ -479,6 +479,46 @@ def ui(
     ui_command(tracking_uri, host, port)
 
 
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (`--out` of train or search): the group tested.")],
+    baseline: Annotated[list[Path], typer.Option(
+        "--baseline", "-b", help="A run directory to compare against; repeat it for a group (e.g. seeds).")],
+    metric: Annotated[str, typer.Option(help="recall@K, mrr@K or ndcg@K, full ranking.")] = "ndcg@10",
+    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap and sign-flip resamples.")] = 10_000,
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="Level of the interval.")] = 0.95,
+    seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="The runs' data file, when their config.json's path does not resolve from here.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Paired test of finished runs on the same test users: difference of the means, bootstrap interval,
+    sign-flip p-value (each group's per-user mean; models re-scored from RUN/model, full ranking)."""
+    from nasrec.compare import RunMetric, compare_runs
+
+    def on_run(run: RunMetric) -> None:
+        if not json_out:
+            err_console.print(f"scored {run.label}: {run.mean:.4f}", highlight=False)
+
+    report = compare_runs(list(runs), list(baseline), metric=metric, resamples=resamples, confidence=confidence,
+                          seed=seed, data=data, on_run=on_run)
+    if json_out:
+        _print_json(report)
+        return
+    table = Table(title=f"{report['metric']}, {report['data']['name']}, {report['data']['users']:,} users")
+    for column in ("group", "run", "arch", "mean"):
+        table.add_column(column, justify="right" if column == "mean" else "left")
+    for group in ("runs", "baselines"):
+        for row in report[group]:
+            table.add_row(group[:-1], escape(row["run"]), row["label"], f"{row['mean']:.4f}")
+    console.print(table)
+    t = report["test"]
+    console.print(f"run mean {t['mean_a']:.4f} vs baseline mean {t['mean_b']:.4f}: ratio {report['ratio']:.3f}, "
+                  f"difference {t['difference']:+.4f}, {t['confidence']:.0%} interval [{t['ci_low']:+.4f}, "
+                  f"{t['ci_high']:+.4f}], sign-flip p = {t['p_value']:.3g} ({t['resamples']:,} resamples, "
+                  f"{t['n']:,} users)", highlight=False)
+
+
 def main() -> None:
     try:
         app()

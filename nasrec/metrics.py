@@ -112,20 +112,26 @@ def sampled_ranks(scores: torch.Tensor, targets: torch.Tensor, negatives: torch.
     return rank_of_target(candidate_scores, torch.zeros_like(targets))
 
 
+def row_metrics(ranks: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """Recall@k, MRR@k and NDCG@k of each row (float64), from its 0-based target rank: one target per row,
+    so Recall@k is the hit indicator, MRR@k = 1 / (rank + 1) and NDCG@k = 1 / log2(rank + 2) within the top k."""
+    _check_ks((k,))
+    ranks = ranks.to(torch.float64).cpu()
+    hit = ranks < k
+    zero = torch.zeros_like(ranks)
+    return {
+        f"recall@{k}": hit.to(torch.float64),
+        f"mrr@{k}": torch.where(hit, 1.0 / (ranks + 1.0), zero),
+        f"ndcg@{k}": torch.where(hit, 1.0 / torch.log2(ranks + 2.0), zero),
+    }
+
+
 def metrics_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     """Mean Recall@K, MRR@K and NDCG@K over rows, from 0-based target ranks."""
     _check_ks(ks)
     if ranks.dim() != 1 or ranks.numel() == 0:
         raise ValueError(f"ranks must be a non-empty 1-D tensor, got shape {tuple(ranks.shape)}")
-    ranks = ranks.to(torch.float64).cpu()
-    out: dict[str, float] = {}
-    for k in ks:
-        hit = ranks < k
-        zero = torch.zeros_like(ranks)
-        out[f"recall@{k}"] = float(hit.to(torch.float64).mean())
-        out[f"mrr@{k}"] = float(torch.where(hit, 1.0 / (ranks + 1.0), zero).mean())
-        out[f"ndcg@{k}"] = float(torch.where(hit, 1.0 / torch.log2(ranks + 2.0), zero).mean())
-    return out
+    return {name: float(values.mean()) for k in ks for name, values in row_metrics(ranks, k).items()}
 
 
 @dataclass
@@ -146,10 +152,12 @@ class RankingAccumulator:
             raise ValueError(f"ranks must be 1-D, got shape {tuple(ranks.shape)}")
         self._ranks.setdefault(protocol, []).append(ranks.detach().to("cpu", torch.int64))
 
+    def ranks(self) -> dict[str, torch.Tensor]:
+        """Every row's rank so far, per protocol, in the order added."""
+        return {protocol: torch.cat(parts) for protocol, parts in self._ranks.items()}
+
     def result(self) -> dict[str, dict[str, float]]:
-        return {
-            protocol: metrics_from_ranks(torch.cat(parts), self.ks) for protocol, parts in self._ranks.items()
-        }
+        return {protocol: metrics_from_ranks(ranks, self.ks) for protocol, ranks in self.ranks().items()}
 
 
 def evaluate(
@@ -171,6 +179,27 @@ def evaluate(
     ``histories[i]`` is the full item history of row i: excluded from the full ranking when
     ``exclude_history`` is set, and never drawn as a negative by the sampled protocols (always).
     """
+    _check_ks(ks)
+    ranks = evaluate_ranks(score_fn, inputs, targets, histories, n_items, protocols=protocols,
+                           exclude_history=exclude_history, popularity=popularity, seed=seed, batch_size=batch_size)
+    return {protocol: metrics_from_ranks(r, ks) for protocol, r in ranks.items()}
+
+
+def evaluate_ranks(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    histories: list[np.ndarray],
+    n_items: int,
+    *,
+    protocols: Sequence[str] = ("full",),
+    exclude_history: bool = False,
+    popularity: np.ndarray | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> dict[str, torch.Tensor]:
+    """`evaluate`'s 0-based target rank of every row, ``{protocol: ranks [rows]}``: per-user metrics
+    (`row_metrics`) for paired comparisons of two models on the same rows."""
     protocols = tuple(protocols)
     for protocol in protocols:
         _check_protocol(protocol)
@@ -189,7 +218,7 @@ def evaluate(
         _check_weights(weights, n_items + 1)
 
     generator = torch.Generator().manual_seed(seed)
-    accumulator = RankingAccumulator(ks=tuple(ks))
+    accumulator = RankingAccumulator()
     for start in range(0, inputs.shape[0], batch_size):
         rows = slice(start, start + batch_size)
         scores = score_fn(inputs[rows])
@@ -213,7 +242,7 @@ def evaluate(
                 )
                 ranks = sampled_ranks(scores, batch_targets, negatives.to(scores.device))
             accumulator.add(protocol, ranks)
-    return accumulator.result()
+    return accumulator.ranks()
 
 
 def _check_scores_targets(scores: torch.Tensor, targets: torch.Tensor) -> None:

@@ -21,7 +21,7 @@ from nasrec.arch import Arch
 from nasrec.data import EvalSet, WindowLoader, eval_inputs, training_windows
 from nasrec.device import model_device, rng_state, set_rng_state
 from nasrec.errors import ConfigError, NasrecError
-from nasrec.metrics import evaluate
+from nasrec.metrics import evaluate_ranks, metrics_from_ranks
 from nasrec.models.sasrec import ElasticSASRec, trim_left_padding
 from nasrec.models.scoring import full_softmax_cross_entropy
 
@@ -136,6 +136,16 @@ def evaluate_arch(model: ElasticSASRec, arch: Arch, split: EvalSet, n_items: int
                   popularity: np.ndarray | None = None, seed: int = 0, batch_size: int = 256
                   ) -> dict[str, dict[str, float]]:
     """Ranking metrics of `arch` on one evaluation split (valid, test or arch-valid)."""
+    ranks = arch_ranks(model, arch, split, n_items, max_len, protocols=protocols, exclude_history=exclude_history,
+                       popularity=popularity, seed=seed, batch_size=batch_size)
+    return {protocol: metrics_from_ranks(r) for protocol, r in ranks.items()}
+
+
+def arch_ranks(model: ElasticSASRec, arch: Arch, split: EvalSet, n_items: int, max_len: int, *,
+               protocols: tuple[str, ...] = ("full",), exclude_history: bool = False,
+               popularity: np.ndarray | None = None, seed: int = 0, batch_size: int = 256
+               ) -> dict[str, torch.Tensor]:
+    """The 0-based target rank of each row of `split` under `arch`, per protocol (`evaluate_arch`'s ranks)."""
     was_training = model.training
     model.eval()
     device = model_device(model)
@@ -144,11 +154,11 @@ def evaluate_arch(model: ElasticSASRec, arch: Arch, split: EvalSet, n_items: int
         return model.score_last(batch.to(device, non_blocking=True), arch)
 
     with torch.inference_mode():
-        result = evaluate(score, eval_inputs(split.inputs, max_len), torch.as_tensor(split.targets),
-                          split.inputs, n_items, protocols=protocols, exclude_history=exclude_history,
-                          popularity=popularity, seed=seed, batch_size=batch_size)
+        ranks = evaluate_ranks(score, eval_inputs(split.inputs, max_len), torch.as_tensor(split.targets),
+                               split.inputs, n_items, protocols=protocols, exclude_history=exclude_history,
+                               popularity=popularity, seed=seed, batch_size=batch_size)
     model.train(was_training)
-    return result
+    return ranks
 
 
 def _save_checkpoint(path: Path, model: ElasticSASRec, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
