@@ -61,6 +61,9 @@
 #                13's guarantee, takes four blocks of hidden 64 and scores higher - does EASRec without the pull do so too?)
 #        softmax10-sandwich-hinge-seedN, N = 0..9 (the same with weight_step=sandwich too: DARTS's sandwich steps train
 #                the deep paths that EASRec's Gumbel-weighted mixture steps leave behind)
+#        softmax10-sandwich-noconstraint-seedN, N = 0..9 (easrec with softmax attention, weight_step=sandwich and
+#                constraint=none: with either penalty the controllers kept two blocks; DARTS has no resource term and
+#                leaves the budget to the pipeline's guarantee)
 #        proxyless-hinge-seedN, N = 0..9 (proxyless with resource_form=hinge, 10 search epochs, seed N: with the additive
 #                term it ended on one narrow block at 0.37x the budget with seeds 0 and 1 (others10))
 #        reproject-PHASE (PHASE's runs with the budget guarantee of session 13 (PROJECTION_FILL in nasrec/search.py):
@@ -139,6 +142,9 @@ case $phase in
                  --strategy easrec:attention=softmax,penalty=hinge) ;;
   softmax10-sandwich-hinge-seed[0-9]) args=(--search-epochs 10 --seed "${phase#softmax10-sandwich-hinge-seed}"
                  --references "" --strategy easrec:attention=softmax,penalty=hinge,weight_step=sandwich) ;;
+  softmax10-sandwich-noconstraint-seed[0-9]) args=(--search-epochs 10 --references ""
+                 --seed "${phase#softmax10-sandwich-noconstraint-seed}"
+                 --strategy easrec:attention=softmax,constraint=none,weight_step=sandwich) ;;
   proxyless-hinge-seed[0-9]) args=(--search-epochs 10 --seed "${phase#proxyless-hinge-seed}" --references ""
                  --strategy proxyless:resource_form=hinge) ;;
   max-seed[1-9]) args=(--search-epochs 5 --seed "${phase#max-seed}" --references max --strategy "") ;;
@@ -152,7 +158,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \
