@@ -2,10 +2,13 @@
 # Paired tests (`nasrec compare`: per-user test NDCG@10, full ranking, bootstrap interval and sign-flip p over
 # the 6,040 ML-1M test users) between the strategies of benchmarks/cpu_runs.sh at 1/3 of the max FLOPs.
 # Each group is the per-user mean over its seeds; the phases named below must have run into OUT_DIR.
-#   bash benchmarks/paired_tests.sh OUT_DIR        (writes OUT_DIR/paired/NAME.json and prints a markdown table)
+# The same for Amazon Beauty (phases beauty10*, budget 1/3 of the max FLOPs of sasrec-gowalla, 22,363 test users).
+#   bash benchmarks/paired_tests.sh OUT_DIR [ml1m|beauty|all]   (writes OUT_DIR/paired/NAME.json, prints a markdown
+#                                                                 table; default all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=$1
+out=$1 part=${2:-all}
+case $part in ml1m|beauty|all) ;; *) echo "part must be ml1m, beauty or all, got $part" >&2; exit 2 ;; esac
 py=${PYTHON:-.venv/bin/python}
 mkdir -p "$out/paired"
 finished() { local r; for r in "$@"; do [ -f "$r/result.json" ] && printf '%s\0' "$r"; done; }
@@ -37,6 +40,7 @@ PY
 }
 echo "| comparison | runs | mean NDCG@10 | baseline runs | mean NDCG@10 | ratio | difference [95% interval] | p |"
 echo "|---|---|---|---|---|---|---|---|"
+if [ "$part" != beauty ]; then
 compare darts-vs-easrec "${darts[@]:0:4}" -- "${easrec4[@]}"
 if [ ${#darts[@]} -gt 4 ]; then  # every DARTS seed against the EASRec runs of the same seeds
     compare darts-vs-easrec-all "${darts[@]}" -- "${easrec7[@]:0:${#darts[@]}}"
@@ -54,3 +58,19 @@ for variant in hinge sandwich_hinge; do
     compare "easrec-$variant-vs-easrec" "${runs_of[@]}" -- "${easrec7[@]:0:$n}"
     unset -n runs_of
 done
+fi
+
+if [ "$part" != ml1m ]; then  # Amazon Beauty, seeds 0 and 1 of each row
+    b=$out/beauty10 b1s=$out/beauty10-seed1 b1o=$out/beauty10-others-seed1 k=__7.92e_06
+    bmax=("$b/max_arch" "$b1o/max_arch")
+    bdarts=("$b/darts_weight_step_sandwich$k" "$b1o/darts_weight_step_sandwich$k")
+    brecnas=("$b/recnas_weight_step_sandwich$k" "$b1s/recnas_weight_step_sandwich$k")
+    bhinge=("$out/beauty10-easrec/easrec_attention_softmax_penalty_hinge$k" "$b1s/easrec_attention_softmax_penalty_hinge$k")
+    beasrec=("$b/easrec_attention_softmax$k" "$out/beauty10-easrec-seed1/easrec_attention_softmax$k")
+    brandom=("$b/random$k" "$b1o/random$k")
+    compare beauty-darts-vs-max "${bdarts[@]}" -- "${bmax[@]}"
+    compare beauty-darts-vs-recnas "${bdarts[@]}" -- "${brecnas[@]}"
+    compare beauty-darts-vs-easrec-hinge "${bdarts[@]}" -- "${bhinge[@]}"
+    compare beauty-easrec-hinge-vs-easrec "${bhinge[@]}" -- "${beasrec[@]}"
+    compare beauty-easrec-vs-random "${beasrec[@]}" -- "${brandom[@]}"
+fi
