@@ -155,8 +155,8 @@ def _data_of(runs: list[Path], data: str | None) -> SequenceData:
         opts = DataOptions(**config["data"])
         options.add(json.dumps(asdict(replace(opts, source=data) if data else opts), sort_keys=True))
     if len(options) > 1:
-        raise ConfigError("the runs were trained on different data options; compare runs of one dataset:\n  "
-                          + "\n  ".join(sorted(options)))
+        raise ConfigError("the runs were trained on different data options; compare runs of one dataset: "
+                          + " vs ".join(sorted(options)))
     opts = DataOptions(**json.loads(options.pop()))
     if opts.source != "synthetic" and not Path(opts.source).exists():
         raise ConfigError(f"data {opts.source!r} (from {runs[0]}/config.json) is not found from "

@@ -184,6 +184,7 @@ def test_cli_compare_json(runs, capsys, monkeypatch):
 @pytest.mark.parametrize(("args", "needles"), [
     (["{missing}", "--baseline", "{min0}"], ["no result.json", "missing"]),
     (["{max0}", "--baseline", "{min0}", "--metric", "hr@10"], ["--metric", "ndcg@K"]),
+    (["{max0}", "--baseline", "{other}"], ["different data options"]),
 ])
 def test_cli_compare_bad_input(runs, tmp_path, capsys, monkeypatch, args, needles):
     paths = {"missing": str(tmp_path / "missing"), **{k: str(v) for k, v in runs.items()}}
