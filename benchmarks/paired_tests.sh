@@ -49,6 +49,7 @@ compare easrec-vs-max "${easrec7[@]}" -- "${max[@]}"
 compare darts-vs-max "${darts[@]}" -- "${max[@]}"
 compare recnas-vs-max "${recnas[@]}" -- "${max[@]}"
 compare easrec-vs-recnas "${easrec7[@]:0:6}" -- "${recnas[@]}"
+compare easrec-vs-proxyless "${easrec7[@]:0:2}" -- "$out"/others10-seed{0,1}/proxyless__1.95e_07
 # the EASRec variants of session 14 against DARTS and EASRec on their first seeds (paired by seed count)
 for variant in hinge sandwich_hinge; do
     declare -n runs_of=$variant
