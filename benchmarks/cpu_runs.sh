@@ -29,8 +29,8 @@
 #        recnas10-seedN, N = 0..9 (recnas with weight_step=sandwich, 10 search epochs, seed N, after the change of
 #                its hard-budget rule: a move that alone brings the argmax within budget and loses the least weight
 #                wins; the others10 recnas rows ran the ratio rule alone)
-#        max-seedN, N = 1..9 (the max arch, softmax, with seed N: the reference's own seed-to-seed spread, beside
-#                the searched archs' seeds; run two at once with SLOTS=1)
+#        max-seedN, N = 0..9 (the max arch, softmax, with seed N: the reference's own seed-to-seed spread, beside
+#                the searched archs' seeds; run two at once with SLOTS=1; seed 0 repeats phase base's run, for its model)
 #        baselines (proxyless and random with their defaults: issue 3's other two rows on this protocol)
 #        slices (benchmarks/slice_ranking.py on the supernets of phases base, sandwich (darts, easrec) and sandwich-warm: how each
 #                ranks archs of ~1/3 of the FLOPs, run as its own slice on arch-validation rows; needs those phases)
@@ -147,7 +147,7 @@ case $phase in
                  --strategy easrec:attention=softmax,constraint=none,weight_step=sandwich) ;;
   proxyless-hinge-seed[0-9]) args=(--search-epochs 10 --seed "${phase#proxyless-hinge-seed}" --references ""
                  --strategy proxyless:resource_form=hinge) ;;
-  max-seed[1-9]) args=(--search-epochs 5 --seed "${phase#max-seed}" --references max --strategy "") ;;
+  max-seed[0-9]) args=(--search-epochs 5 --seed "${phase#max-seed}" --references max --strategy "") ;;
   baselines) args=(--search-epochs 5 --references "" --strategy proxyless --strategy random) ;;
   budget2e8) common=("${common[@]/0.333x/0.6837x}")
              args=(--search-epochs 5 --references "" --strategy easrec --strategy darts --strategy recnas
@@ -158,7 +158,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 1-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \

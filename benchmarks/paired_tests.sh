@@ -22,7 +22,7 @@ mapfile -d '' hinge < <(finished "$out"/softmax10-hinge-seed*/easrec_attention_s
 mapfile -d '' sandwich_hinge < <(finished \
     "$out"/softmax10-sandwich-hinge-seed*/easrec_attention_softmax_penalty_hinge_weight_step_sandwich__1.95e_07)
 recnas=("$out"/recnas10-seed{0,1,2,3,4,5}/recnas_weight_step_sandwich__1.95e_07)
-max=("$out"/max-seed{1,2}/max_arch)  # seed 0 (phase base) predates this output directory
+mapfile -d '' max < <(finished "$out"/max-seed{0..9}/max_arch)  # seed 0: phase max-seed0 (base's run repeated)
 
 baselines() { local flag=() r; for r in "$@"; do flag+=(--baseline "$r"); done; printf '%s\0' "${flag[@]}"; }
 compare() {  # NAME, then the runs, then -- and the baselines
