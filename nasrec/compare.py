@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from nasrec.api import DataOptions
-from nasrec.data import SequenceData, leave_one_out
+from nasrec.data import EvalSet, SequenceData, leave_one_out
 from nasrec.errors import ConfigError
 from nasrec.metrics import row_metrics
 from nasrec.models import load_model
@@ -125,8 +125,9 @@ def run_label(result: dict[str, Any]) -> str:
     return f"{result.get('strategy') or 'train'} L{arch['depth']} h{arch['hidden']} i{inner} {arch['attention']}"
 
 
-def run_metric(run: str | Path, metric: str, data: SequenceData) -> RunMetric:
-    """The per-user full-ranking `metric` of `run`'s saved model on `data`'s test users."""
+def run_metric(run: str | Path, metric: str, data: SequenceData, test: EvalSet | None = None) -> RunMetric:
+    """The per-user full-ranking `metric` of `run`'s saved model on `data`'s test users (`test`: the test split
+    of `data`, when the caller already holds it)."""
     kind, k = check_metric(metric)
     run = Path(run)
     result, config = _read_run(run)
@@ -136,7 +137,8 @@ def run_metric(run: str | Path, metric: str, data: SequenceData) -> RunMetric:
     model = load_model(run / "model")
     exclude_history = bool(result["metrics"].get("exclude_history", False))
     batch_size = int(config.get("train", {}).get("eval_batch_size", 256))  # the run's own batching
-    ranks = arch_ranks(model, model.arch, leave_one_out(data).test, data.n_items, int(result["max_len"]),
+    test = leave_one_out(data).test if test is None else test
+    ranks = arch_ranks(model, model.arch, test, data.n_items, int(result["max_len"]),
                        exclude_history=exclude_history, batch_size=batch_size)["full"]
     per_user = row_metrics(ranks, k)[f"{kind}@{k}"].numpy()
     reported = result["metrics"]["test"]["full"].get(f"{kind}@{k}")
@@ -173,10 +175,11 @@ def compare_runs(runs: Sequence[str | Path], baselines: Sequence[str | Path], *,
     check_metric(metric)
     groups = {"runs": [Path(r) for r in runs], "baselines": [Path(r) for r in baselines]}
     dataset = _data_of([*groups["runs"], *groups["baselines"]], data)
+    test = leave_one_out(dataset).test  # the same rows for every run: split once
     scored: dict[str, list[RunMetric]] = {"runs": [], "baselines": []}
     for group, paths in groups.items():
         for run in paths:
-            scored[group].append(run_metric(run, metric, dataset))
+            scored[group].append(run_metric(run, metric, dataset, test))
             if on_run is not None:
                 on_run(scored[group][-1])
     a = np.mean([r.per_user for r in scored["runs"]], axis=0)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_one_line_error, run_main
 from typer.testing import CliRunner
 
 from nasrec import cli
@@ -22,26 +23,6 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def data_file(synthetic_file) -> Path:
     return synthetic_file(n_users=150, n_items=200, mean_len=10, seed=2)
-
-
-def run_main(argv: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    """`nasrec ARGV` through the console-script function `nasrec.cli.main`, in this process."""
-    monkeypatch.setattr(sys, "argv", ["nasrec", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out, err = capsys.readouterr()
-    code = exit_info.value.code
-    return (0 if code is None else code), out, err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 # --- bad input ------------------------------------------------------------------------------------

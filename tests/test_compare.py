@@ -5,14 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_helpers import assert_one_line_error, run_main
 
-from nasrec import api, cli
+from nasrec import api
 from nasrec.compare import compare_runs, paired_test, run_metric
 from nasrec.data import leave_one_out, load_data
 from nasrec.errors import ConfigError
@@ -164,16 +164,8 @@ def test_data_moved_needs_the_data_option(runs, tmp_path):
     assert report["runs"][0]["mean"] == pytest.approx(report["runs"][0]["reported"], abs=1e-12)
 
 
-def _main(argv: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["nasrec", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code or 0, out, err
-
-
 def test_cli_compare_json(runs, capsys, monkeypatch):
-    code, out, _ = _main(["compare", str(runs["max0"]), str(runs["max1"]), "--baseline", str(runs["min0"]),
+    code, out, _ = run_main(["compare", str(runs["max0"]), str(runs["max1"]), "--baseline", str(runs["min0"]),
                           "--resamples", "200", "--json"], capsys, monkeypatch)
     assert code == 0
     report = json.loads(out)
@@ -188,8 +180,5 @@ def test_cli_compare_json(runs, capsys, monkeypatch):
 ])
 def test_cli_compare_bad_input(runs, tmp_path, capsys, monkeypatch, args, needles):
     paths = {"missing": str(tmp_path / "missing"), **{k: str(v) for k, v in runs.items()}}
-    code, _, err = _main([a.format(**paths) for a in ["compare", *args]], capsys, monkeypatch)
-    assert code == 2 and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
-    for needle in needles:
-        assert needle in err
+    code, _, err = run_main([a.format(**paths) for a in ["compare", *args]], capsys, monkeypatch)
+    assert_one_line_error(code, err, *needles)
