@@ -27,8 +27,11 @@
 #                proxyless, each with 10 search epochs and seed N: the other strategies at EASRec's search length;
 #                run two at once with SLOTS=1)
 #        recnas10-seedN, N = 0..9 (recnas with weight_step=sandwich, 10 search epochs, seed N, after the change of
-#                its hard-budget rule: a move that alone brings the argmax within budget and loses the least weight
-#                wins; the others10 recnas rows ran the ratio rule alone)
+#                its hard-budget rule in session 11: a move that alone brings the argmax within budget and loses the
+#                least weight wins; the others10 recnas rows ran the ratio rule alone; budget_rule=greedy and
+#                budget_temperature=100 (every pruning round prunes to the budget) keep that rule since session 15)
+#        recnas10band-seedN, N = 0..9 (the same with session 15's defaults: hard-budget pruning only from the rounds at
+#                temperature <= 1, toward the most preferred surviving arch costing 0.8x to 1x the budget)
 #        max-seedN, N = 0..9 (the max arch, softmax, with seed N: the reference's own seed-to-seed spread, beside
 #                the searched archs' seeds; run two at once with SLOTS=1; seed 0 repeats phase base's run, for its model)
 #        baselines (proxyless and random with their defaults: issue 3's other two rows on this protocol)
@@ -66,6 +69,12 @@
 #                leaves the budget to the pipeline's guarantee)
 #        proxyless-hinge-seedN, N = 0..9 (proxyless with resource_form=hinge, 10 search epochs, seed N: with the additive
 #                term it ended on one narrow block at 0.37x the budget with seeds 0 and 1 (others10))
+#        proxyless-softmax-seedN, N = 0..9 (proxyless with resource_form=hinge on benchmarks/spaces/sasrec-ml1m-softmax.yaml,
+#                sasrec-ml1m without linear attention: ProxylessNAS's sampled paths drift to linear attention, whose
+#                archs train slowly here; EASRec's leading rows fix the kind with attention=softmax. Same max arch, so
+#                the same budget)
+#        proxyless-sandwich-hinge-seedN, N = 0..9 (the same with weight_step=sandwich: its sampled paths trained linear
+#                attention ahead of softmax and its argmax kept linear attention; sandwich steps train every path alone)
 #        reproject-PHASE (PHASE's runs with the budget guarantee of session 13 (PROJECTION_FILL in nasrec/search.py):
 #                each finished search of OUT/PHASE for which it takes another arch (benchmarks/reproject.py) gets its
 #                search stage (config.json, search.json, supernet.pt) copied to OUT/reproject-PHASE, to be projected
@@ -77,6 +86,9 @@ phase=$1 out=$2
 py=${PYTHON:-.venv/bin/python}
 data=${DATA_DIR:-../shared/data}
 slots=${SLOTS:-2}
+# RecNAS as sessions 11-14 ran it (phases recnas10-seedN, beauty10, beauty10-seedN): the greedy hard-budget rule
+# in every pruning round; session 15 changed the defaults (phase recnas10band-seedN)
+recnas11=recnas:weight_step=sandwich,budget_rule=greedy,budget_temperature=100
 common=(--data "$data/ml-1m/ml-1m_sasrec5.txt" --space sasrec-ml1m --max-len 50 --budget 0.333x --last-window-only
         --retrain-epochs 50 --patience 5 --threads 1)
 # Amazon Beauty (the beauty* phases): the GPU rows' protocol, all windows, 30 retrain epochs
@@ -94,7 +106,7 @@ case $phase in
   beauty10)
     common=("${beauty[@]}")
     args=(--search-epochs 10 --references max --strategy easrec:attention=softmax
-          --strategy recnas:weight_step=sandwich --strategy random --strategy darts:weight_step=sandwich
+          --strategy "$recnas11" --strategy random --strategy darts:weight_step=sandwich
           --strategy proxyless) ;;
   beauty10-easrec)
     common=("${beauty[@]}")
@@ -105,7 +117,7 @@ case $phase in
     args=(--search-epochs 10 --seed "${phase#beauty10-easrec-seed}" --references "" --strategy easrec:attention=softmax) ;;
   beauty10-seed[1-9])
     common=("${beauty[@]}")
-    args=(--search-epochs 10 --seed "${phase#beauty10-seed}" --references "" --strategy recnas:weight_step=sandwich
+    args=(--search-epochs 10 --seed "${phase#beauty10-seed}" --references "" --strategy "$recnas11"
           --strategy easrec:attention=softmax,penalty=hinge) ;;
   beauty10-others-seed[1-9])
     common=("${beauty[@]}")
@@ -135,6 +147,8 @@ case $phase in
   others10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#others10-seed}" --references ""
                  --strategy recnas:weight_step=sandwich --strategy darts:weight_step=sandwich --strategy proxyless) ;;
   recnas10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#recnas10-seed}" --references ""
+                 --strategy "$recnas11") ;;
+  recnas10band-seed[0-9]) args=(--search-epochs 10 --seed "${phase#recnas10band-seed}" --references ""
                  --strategy recnas:weight_step=sandwich) ;;
   darts10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#darts10-seed}" --references ""
                  --strategy darts:weight_step=sandwich) ;;
@@ -147,6 +161,11 @@ case $phase in
                  --strategy easrec:attention=softmax,constraint=none,weight_step=sandwich) ;;
   proxyless-hinge-seed[0-9]) args=(--search-epochs 10 --seed "${phase#proxyless-hinge-seed}" --references ""
                  --strategy proxyless:resource_form=hinge) ;;
+  proxyless-softmax-seed[0-9]) common=("${common[@]/#sasrec-ml1m/benchmarks/spaces/sasrec-ml1m-softmax.yaml}")
+                 args=(--search-epochs 10 --seed "${phase#proxyless-softmax-seed}" --references ""
+                       --strategy proxyless:resource_form=hinge) ;;
+  proxyless-sandwich-hinge-seed[0-9]) args=(--search-epochs 10 --seed "${phase#proxyless-sandwich-hinge-seed}"
+                 --references "" --strategy proxyless:resource_form=hinge,weight_step=sandwich) ;;
   max-seed[0-9]) args=(--search-epochs 5 --seed "${phase#max-seed}" --references max --strategy "") ;;
   baselines) args=(--search-epochs 5 --references "" --strategy proxyless --strategy random) ;;
   budget2e8) common=("${common[@]/0.333x/0.6837x}")
@@ -158,7 +177,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), recnas10band-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), proxyless-sandwich-hinge-seedN (N 0-9), proxyless-softmax-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \

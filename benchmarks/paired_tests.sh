@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Paired tests (`nasrec compare`: per-user test NDCG@10, full ranking, bootstrap interval and sign-flip p over
 # the 6,040 ML-1M test users) between the strategies of benchmarks/cpu_runs.sh at 1/3 of the max FLOPs.
-# Each group is the per-user mean over its seeds; the phases named below must have run into OUT_DIR.
+# Each group is the per-user mean over its seeds; the phases named below must have run into OUT_DIR (the
+# session-15 rows, recnas10band and proxyless-softmax, count whichever seeds have finished).
 # The same for Amazon Beauty (phases beauty10*, budget 1/3 of the max FLOPs of sasrec-gowalla, 22,363 test users).
 #   bash benchmarks/paired_tests.sh OUT_DIR [ml1m|beauty|all]   (writes OUT_DIR/paired/NAME.json, prints a markdown
 #                                                                 table; default all)
@@ -21,7 +22,7 @@ easrec7=("${easrec4[@]}" "$out"/reproject-softmax10-seed4/easrec_attention_softm
 mapfile -d '' hinge < <(finished "$out"/softmax10-hinge-seed*/easrec_attention_softmax_penalty_hinge__1.95e_07)
 mapfile -d '' sandwich_hinge < <(finished \
     "$out"/softmax10-sandwich-hinge-seed*/easrec_attention_softmax_penalty_hinge_weight_step_sandwich__1.95e_07)
-recnas=("$out"/recnas10-seed{0,1,2,3,4,5}/recnas_weight_step_sandwich__1.95e_07)
+recnas=("$out"/recnas10-seed{0,1,2,3,4,5}/recnas_weight_step_sandwich_budget_rule_greedy_budget_temperature_100__1.95e_07)
 mapfile -d '' max < <(finished "$out"/max-seed{0..9}/max_arch)  # seed 0: phase max-seed0 (base's run repeated)
 
 baselines() { local flag=() r; for r in "$@"; do flag+=(--baseline "$r"); done; printf '%s\0' "${flag[@]}"; }
@@ -59,13 +60,29 @@ for variant in hinge sandwich_hinge; do
     compare "easrec-$variant-vs-easrec" "${runs_of[@]}" -- "${easrec7[@]:0:$n}"
     unset -n runs_of
 done
+# session 15: RecNAS with its band rule (phase recnas10band), ProxylessNAS on the softmax-only space (proxyless-softmax)
+mapfile -d '' recnas_band < <(finished "$out"/recnas10band-seed{0..9}/recnas_weight_step_sandwich__1.95e_07)
+mapfile -d '' proxyless_softmax < <(finished "$out"/proxyless-softmax-seed{0..9}/proxyless_resource_form_hinge__1.95e_07)
+n=${#recnas_band[@]}
+if [ "$n" -gt 0 ]; then  # against the max arch, and against the other strategies' runs of the same seeds
+    compare recnas-band-vs-max "${recnas_band[@]}" -- "${max[@]}"
+    compare recnas-band-vs-recnas "${recnas_band[@]}" -- "${recnas[@]:0:$n}"
+    compare recnas-band-vs-darts "${recnas_band[@]}" -- "${darts[@]:0:$n}"
+    compare recnas-band-vs-easrec "${recnas_band[@]}" -- "${easrec7[@]:0:$n}"
+fi
+n=${#proxyless_softmax[@]}
+if [ "$n" -gt 0 ]; then
+    compare proxyless-softmax-vs-max "${proxyless_softmax[@]}" -- "${max[@]}"
+    compare easrec-vs-proxyless-softmax "${easrec7[@]:0:$n}" -- "${proxyless_softmax[@]}"
+fi
 fi
 
 if [ "$part" != ml1m ]; then  # Amazon Beauty, seeds 0 and 1 of each row
     b=$out/beauty10 b1s=$out/beauty10-seed1 b1o=$out/beauty10-others-seed1 k=__7.92e_06
     bmax=("$b/max_arch" "$b1o/max_arch")
     bdarts=("$b/darts_weight_step_sandwich$k" "$b1o/darts_weight_step_sandwich$k")
-    brecnas=("$b/recnas_weight_step_sandwich$k" "$b1s/recnas_weight_step_sandwich$k")
+    brecnas=("$b/recnas_weight_step_sandwich_budget_rule_greedy_budget_temperature_100$k"
+             "$b1s/recnas_weight_step_sandwich_budget_rule_greedy_budget_temperature_100$k")
     bhinge=("$out/beauty10-easrec/easrec_attention_softmax_penalty_hinge$k" "$b1s/easrec_attention_softmax_penalty_hinge$k")
     beasrec=("$b/easrec_attention_softmax$k" "$out/beauty10-easrec-seed1/easrec_attention_softmax$k")
     brandom=("$b/random$k" "$b1o/random$k")

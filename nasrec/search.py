@@ -34,13 +34,10 @@ from nasrec.data import leave_one_out
 from nasrec.device import resolve_device
 from nasrec.errors import ConfigError
 from nasrec.models import ElasticSASRec, ModelDims, export, save_model
-from nasrec.strategies.base import SearchContext, SearchResult, Strategy, create_strategy
+from nasrec.strategies.base import PROJECTION_FILL, SearchContext, SearchResult, Strategy, create_strategy
 from nasrec.train import EpochLog, TrainConfig, TrainState, train_arch
 
 MAX_PROJECTION_ARCHS = 500_000
-# A derived arch over the budget asked for more compute than allowed, so the projection keeps it near the
-# budget: it chooses among the feasible archs costing at least this share of the budget (see enforce_budget).
-PROJECTION_FILL = 0.8
 
 
 @dataclass(frozen=True)
@@ -205,7 +202,8 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
                             budget_flops=config.budget_flops, epochs=config.search_epochs,
                             batch_size=config.batch_size, lr=config.lr, seed=config.seed, flops=flops,
                             checkpoint=out / "search_checkpoint.pt", on_epoch=on_search_epoch,
-                            resume=resume, all_windows=config.all_windows, window_stride=config.window_stride)
+                            resume=resume, all_windows=config.all_windows, window_stride=config.window_stride,
+                            projection_fill=config.projection_fill)
         notify("search", {"strategy": strategy.name, "params": strategy.params, "steps": strategy.progress_steps(ctx)})
         start = time.perf_counter()
         result: SearchResult = strategy.search(ctx)

@@ -105,6 +105,12 @@ class BatchSource:
         self.steps.append((what, self.last_forward))
 
 
+# A derived arch over the budget asked for more compute than allowed, so the projection keeps it near the
+# budget: it chooses among the feasible archs costing at least this share of the budget (see
+# `nasrec.search.enforce_budget`; RecNAS's hard-budget pruning uses the same band).
+PROJECTION_FILL = 0.8
+
+
 @dataclass
 class SearchContext:
     """What a strategy searches with. It holds the search-train windows and the arch-validation
@@ -127,6 +133,7 @@ class SearchContext:
     resume: bool = False
     all_windows: bool = True
     window_stride: int | None = None
+    projection_fill: float = PROJECTION_FILL  # the pipeline's budget band (`--projection-fill`)
     source: BatchSource = field(default_factory=BatchSource)
     _train_loader: WindowLoader | None = None
     _arch_inputs: torch.Tensor | None = None

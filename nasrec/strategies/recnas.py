@@ -19,17 +19,30 @@ epoch's temperature:
 
 1. weak candidates: in every choice with two or more survivors, the weakest survivor whose weight is
    below `prune_threshold` is pruned (at most one per choice per round, never the last one);
-2. hard budget: while the arch A of the surviving argmax candidates costs more than the budget B, one
-   candidate is pruned by this rule. A *move* makes a cheaper survivor s of a choice c the argmax of c
-   (FLOPs of A with c set to s below FLOPs(A)); it saves F(A) - F(A[c:=s]) FLOPs and costs the weight of
-   the survivors of c ranked above s (all of them must go). If some move brings A within B, the one of
-   them with the least weight lost wins (ties: fewer FLOPs saved, then the earlier choice, then the
-   earlier option); otherwise the move with the most FLOPs saved per unit of weight lost wins (ties: more
-   FLOPs saved, then the earlier choice, then the earlier option). The current argmax of the winning
-   move's choice - the first candidate that must go - is pruned; A is re-derived and the rule repeats.
-   The ratio alone over-cuts near the budget: 1.6% over it, it dropped a block whose depth weight was
-   0.74 (saving half the FLOPs) rather than narrow one FFN (saving 6%), because the block saved more
-   FLOPs per unit of weight.
+2. hard budget, in the rounds whose temperature is at most `budget_temperature` (and always in the last
+   one): while the arch A of the surviving argmax candidates costs more than the budget B, candidates are
+   pruned by `budget_rule`.
+   - `band` (default): the target is the surviving arch the weights prefer most (`arch_preference`, the
+     pipeline's projection score) among those costing `projection_fill` (the pipeline's band, 0.8) to 1x
+     the budget, ties going to more FLOPs (every surviving arch within the budget when none lies in the
+     band). In every choice of the target (the inner widths of its blocks only), the survivors ranked above
+     the target's option are pruned, so the argmax becomes the target. The same rule as the pipeline's
+     budget guarantee, applied while the search can still train the survivors.
+   - `greedy` (sessions 11-14): one candidate at a time. A *move* makes a cheaper survivor s of a choice c
+     the argmax of c (FLOPs of A with c set to s below FLOPs(A)); it saves F(A) - F(A[c:=s]) FLOPs and costs
+     the weight of the survivors of c ranked above s (all of them must go). If some move brings A within B,
+     the one of them with the least weight lost wins (ties: fewer FLOPs saved, then the earlier choice, then
+     the earlier option); otherwise the move with the most FLOPs saved per unit of weight lost wins (ties:
+     more FLOPs saved, then the earlier choice, then the earlier option). The current argmax of the winning
+     move's choice - the first candidate that must go - is pruned; A is re-derived and the rule repeats.
+     The ratio alone over-cuts near the budget: 1.6% over it, it dropped a block whose depth weight was
+     0.74 (saving half the FLOPs) rather than narrow one FFN (saving 6%), because the block saved more
+     FLOPs per unit of weight. Per move it still prefers dropping blocks, which save the most FLOPs.
+
+   Why the temperature gate: at T_start = 5 the weights are softmax(alpha / 5), near uniform whatever the
+   arch steps learned, and the first budget round pruned on noise: on ML-1M (max_len 50, a third of the max
+   FLOPs) five of six seeds lost depth 4 (weight 0.25) and then depth 3 (0.34 of the three left) in the
+   round after the warm-up: uniform weights. From T <= 1 on they are at least as sharp as the logits.
 
 Feasibility guard (both steps): a candidate is never pruned if the cheapest arch built from the
 survivors would then exceed the budget. The cheapest arch is exact: FLOPs grow with hidden width,
@@ -37,9 +50,10 @@ depth and every inner width, so it takes the smallest surviving hidden, depth an
 width, and the cheapest surviving attention kind for that hidden width. While A is over budget some
 choice's argmax differs from that cheapest arch, moving that choice to the cheapest arch's option
 saves FLOPs, and pruning its argmax keeps the cheapest arch alive, so a move passing the guard always
-exists. Hence when the space has an arch within the budget (the pipeline checks this before the
-search), the surviving argmax arch after the last round is within budget and the pipeline's projection
-never has to step in.
+exists (`greedy`); the band target is a surviving arch within the budget, and only candidates ranked above
+its options go, so it stays alive (`band`). Hence when the space has an arch within the budget (the
+pipeline checks this before the search), the surviving argmax arch after the last round is within budget
+and the pipeline's projection never has to step in.
 
 Derive: the surviving candidate with the largest weight in every choice. The masks and the temperature
 are checkpointed (`--resume`), and every epoch's trace row holds them, the candidates pruned that round
@@ -48,6 +62,7 @@ and the weights, expected FLOPs and argmax after pruning.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, ClassVar
 
@@ -56,7 +71,14 @@ import torch
 from nasrec.arch import Arch, SearchSpace
 from nasrec.strategies._differentiable import COMMON_PARAMS, ArchLogits, DifferentiableStrategy, weights_snapshot
 from nasrec.strategies.base import HyperParam, SearchContext, SearchResult, register_strategy
-from nasrec.strategies.mixture import CandidateMask, ChoiceWeights, argmax_arch, expected_flops, n_inner_options
+from nasrec.strategies.mixture import (
+    CandidateMask,
+    ChoiceWeights,
+    arch_preference,
+    argmax_arch,
+    expected_flops,
+    n_inner_options,
+)
 from nasrec.strategies.proxyless import per_candidate
 
 Choice = tuple[str, int | None]  # ("hidden" | "depth" | "attention" | "inner", block row or None)
@@ -103,6 +125,26 @@ class RecNAS(DifferentiableStrategy):
             "(at most one per choice per round, never the last one)",
             tune=(0.01, 0.2),
         ),
+        HyperParam(
+            "budget_rule",
+            "categorical",
+            "band",
+            choices=("band", "greedy"),
+            help="hard-budget pruning: band = prune toward the most preferred surviving arch costing "
+            "projection_fill to 1x the budget (the pipeline's guarantee rule); greedy = one move at a time, "
+            "the least weight lost among single moves that fit, else the most FLOPs saved per weight lost",
+        ),
+        HyperParam(
+            "budget_temperature",
+            "float",
+            1.0,
+            0.001,
+            100.0,
+            log=True,
+            help="hard-budget pruning starts at the first pruning round whose temperature is at most this "
+            "(always in the last epoch): hotter weights are near uniform, pruning on them is noise",
+            tune=(0.3, 5.0),
+        ),
     )
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
@@ -123,6 +165,10 @@ class RecNAS(DifferentiableStrategy):
     def is_pruning_round(self, epoch: int) -> bool:
         after_warmup = epoch + 1 - self.params["warmup_epochs"]
         return epoch == self._epochs - 1 or (after_warmup > 0 and after_warmup % self.params["prune_every"] == 0)
+
+    def is_budget_round(self, epoch: int) -> bool:
+        """Whether a pruning round at `epoch` also prunes to the budget (see the module doc)."""
+        return epoch == self._epochs - 1 or self.temperature(epoch) <= self.params["budget_temperature"]
 
     def _init_masks(self, space: SearchSpace) -> None:
         self._masks = {
@@ -180,13 +226,15 @@ class RecNAS(DifferentiableStrategy):
         if self.is_pruning_round(epoch):
             with torch.no_grad():
                 events += self._prune_weak(ctx, logits)
-                events += self._prune_to_budget(ctx, logits)
+                if self.is_budget_round(epoch):
+                    events += self._prune_to_budget(ctx, logits)
         with torch.no_grad():
             w = self.final_weights(logits)
             arch = argmax_arch(ctx.space, w, self.n_gates())
             return {  # the weights / expected FLOPs / argmax of the row are replaced by the pruned ones
                 "temperature": self._temperature,
                 "pruning_round": self.is_pruning_round(epoch),
+                "budget_round": self.is_pruning_round(epoch) and self.is_budget_round(epoch),
                 "pruned": events,
                 "masks": self.masks_snapshot(),
                 "weights": weights_snapshot(ctx.space, w),
@@ -338,6 +386,69 @@ class RecNAS(DifferentiableStrategy):
         return events
 
     def _prune_to_budget(self, ctx: SearchContext, logits: ArchLogits) -> list[dict[str, Any]]:
+        if self.params["budget_rule"] == "band":
+            return self._prune_to_band(ctx, logits)
+        return self._prune_greedy(ctx, logits)
+
+    def _surviving_archs(self) -> list[Arch]:
+        """Every arch made of surviving candidates (inner widths: of the arch's own blocks)."""
+        assert self._space is not None
+        space = self._space
+        archs = []
+        for hi, di, ai in itertools.product(*(self._alive((k, None)) for k in ("hidden", "depth", "attention"))):
+            base: dict[Choice, int] = {("hidden", None): hi, ("depth", None): di, ("attention", None): ai}
+            depth = space.depths[di]
+            if space.inner_per_block:
+                rows = [("inner", b) for b in range(depth)]
+                combos = itertools.product(*(self._alive(c) for c in rows))
+                archs += [self._arch({**base, **dict(zip(rows, combo, strict=True))}) for combo in combos]
+            else:
+                archs += [self._arch({**base, ("inner", None): k}) for k in self._alive(("inner", None))]
+        return archs
+
+    def _option(self, choice: Choice, arch: Arch) -> int:
+        """The index of `arch`'s option in `choice`."""
+        assert self._space is not None
+        space = self._space
+        key, row = choice
+        if key == "hidden":
+            return space.hiddens.index(arch.hidden)
+        if key == "depth":
+            return space.depths.index(arch.depth)
+        if key == "attention":
+            return space.attentions.index(arch.attention)
+        return space.inner_widths(arch.hidden).index(arch.inner[row or 0])
+
+    def _prune_to_band(self, ctx: SearchContext, logits: ArchLogits) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        budget, fill = ctx.budget_flops, ctx.projection_fill
+        w = self.masked_weights(logits, self._temperature)
+        flops = float(ctx.flops(argmax_arch(self._space, w, self.n_gates())))  # type: ignore[arg-type]
+        if flops <= budget:
+            return events
+        cost = {a: float(ctx.flops(a)) for a in self._surviving_archs()}
+        feasible = [a for a, f in cost.items() if f <= budget]
+        if not feasible:  # cannot happen when an arch of the space fits (the feasibility guard)
+            return [{"reason": "budget_unmet", "argmax_flops": flops, "budget": budget}]
+        band = [a for a in feasible if cost[a] >= fill * budget]
+        prefer = {a: arch_preference(self._space, w, a) for a in band or feasible}  # type: ignore[arg-type]
+        target = max(prefer, key=lambda a: (prefer[a], cost[a], a.to_json()))
+        for choice in self._choices():
+            key, row = choice
+            if row is not None and row >= target.depth:  # blocks past the target's depth: free
+                continue
+            cw = self._choice_weights(w, choice).tolist()
+            keep = self._option(choice, target)
+            for k in sorted(self._alive(choice), key=lambda k, cw=cw: (-cw[k], k)):
+                if k == keep:
+                    break
+                self._set_pruned(choice, k)
+                events.append({**self._label(choice, k), "reason": "budget", "rule": "band",
+                               "weight": round(cw[k], 6), "argmax_flops": flops, "target": target.to_dict(),
+                               "target_flops": cost[target], "band_empty": not band})
+        return events
+
+    def _prune_greedy(self, ctx: SearchContext, logits: ArchLogits) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         budget = ctx.budget_flops
         while True:

@@ -16,10 +16,10 @@ from nasrec.arch import Arch, get_space
 from nasrec.data import SyntheticConfig, generate_synthetic, leave_one_out
 from nasrec.errors import ConfigError
 from nasrec.models import ElasticSASRec, ModelDims
-from nasrec.search import SearchConfig, run_search
+from nasrec.search import SearchConfig, enforce_budget, run_search
 from nasrec.strategies._differentiable import ArchLogits
-from nasrec.strategies.base import SearchContext, create_strategy
-from nasrec.strategies.mixture import argmax_arch, mixture_last_loss
+from nasrec.strategies.base import PROJECTION_FILL, SearchContext, create_strategy
+from nasrec.strategies.mixture import arch_preference, argmax_arch, mixture_last_loss
 from nasrec.strategies.recnas import RecNAS
 
 MAX_LEN = 20
@@ -71,6 +71,9 @@ def test_declared_hyperparameters():
     assert isinstance(s, RecNAS)
     assert s.params["temperature_start"] == 5.0 and s.params["temperature_end"] == 0.1
     assert s.params["prune_every"] == 1 and s.params["prune_threshold"] == 0.05
+    assert s.params["budget_rule"] == "band" and s.params["budget_temperature"] == 1.0
+    with pytest.raises(ConfigError, match="budget_rule"):
+        create_strategy("recnas", {"budget_rule": "ratio"})
     with pytest.raises(ConfigError, match="prune_threshold"):
         create_strategy("recnas", {"prune_threshold": 0.6})
 
@@ -133,15 +136,17 @@ def test_temperature_anneals_and_pruned_candidates_stay_pruned(splits, space):
     assert strategy.strategy_state()["temperature"] == pytest.approx(0.04)
 
 
+@pytest.mark.parametrize("rule", ["band", "greedy"])
 @pytest.mark.parametrize("space_name", ["tiny", "sasrec-ml1m"])
-def test_budget_rule_meets_any_feasible_budget(space_name):
+def test_budget_rule_meets_any_feasible_budget(space_name, rule):
     space = get_space(space_name)
     rnd = random.Random(0)
     for trial in range(12):
         max_len, n_items = rnd.choice([8, 16, 20, 64]), rnd.choice([50, 2000])
         ctx = SimpleNamespace(space=space, budget_flops=budget_at(space, n_items, rnd.random(), max_len),
-                              flops=lambda a, n=n_items, m=max_len: cost.flops(a, n, m))
-        s = bare_recnas(space, {"prune_threshold": rnd.choice([0.0, 0.3])})
+                              flops=lambda a, n=n_items, m=max_len: cost.flops(a, n, m),
+                              projection_fill=rnd.choice([0.0, 0.8, 0.95]))
+        s = bare_recnas(space, {"prune_threshold": rnd.choice([0.0, 0.3]), "budget_rule": rule})
         s._temperature = rnd.choice([2.0, 0.1])
         torch.manual_seed(trial)
         logits = ArchLogits(space)
@@ -172,7 +177,7 @@ def test_budget_rule_prefers_the_least_weight_lost_when_one_move_fits():
     n_items, max_len = 3416, 50
     flops = lambda a: cost.flops(a, n_items, max_len)  # noqa: E731
     ctx = SimpleNamespace(space=space, budget_flops=flops(space.max_arch()) / 3, flops=flops)
-    s = bare_recnas(space)
+    s = bare_recnas(space, {"budget_rule": "greedy"})
     s._temperature = 1.0
     logits = ArchLogits(space)
     hidden, depth = space.hiddens.index(96), space.depths.index(2)
@@ -199,6 +204,91 @@ def test_budget_rule_prefers_the_least_weight_lost_when_one_move_fits():
     assert events[0]["weight_lost"] == pytest.approx(float(before.inner[1, widths.index(256)]), abs=1e-6)
     assert one_block / float(before.depth[depth]) > events[0]["flops_per_weight"] == pytest.approx(
         narrower / events[0]["weight_lost"], rel=1e-5)
+
+
+def darts_like_logits(space) -> ArchLogits:
+    """Weights like DARTS's after its sandwich-trained ML-1M search: depth 4 and hidden 128 lead."""
+    logits = ArchLogits(space)
+    with torch.no_grad():
+        logits.depth.copy_(torch.log(torch.tensor([0.12, 0.10, 0.19, 0.59])))
+        logits.hidden.copy_(torch.log(torch.tensor([0.71, 0.18, 0.11])))
+        logits.attention[space.attentions.index("softmax")] = 3.0
+        logits.inner.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
+    return logits
+
+
+def test_band_rule_prunes_to_the_pipeline_projection_of_the_same_weights():
+    """Depth 4 and hidden 128 lead, a third of the max FLOPs (ML-1M, max_len 50): the band rule keeps the
+    four blocks and narrows them, as the pipeline's guarantee projects DARTS's weights; the greedy rule cuts
+    blocks, which save the most FLOPs per move."""
+    space = get_space("sasrec-ml1m")
+    flops = lambda a: cost.flops(a, 3416, 50)  # noqa: E731
+    budget = flops(space.max_arch()) / 3
+    ctx = SimpleNamespace(space=space, budget_flops=budget, flops=flops, projection_fill=PROJECTION_FILL)
+    derived = {}
+    for rule in ("band", "greedy"):
+        s = bare_recnas(space, {"budget_rule": rule})
+        s._temperature = 1.0
+        logits = darts_like_logits(space)
+        with torch.no_grad():
+            before = s.final_weights(logits)
+            events = s._prune_to_budget(ctx, logits)
+            derived[rule] = argmax_arch(space, s.final_weights(logits))
+        rules = {"band"} if rule == "band" else {"fit", "ratio"}
+        assert events and all(e["reason"] == "budget" and e["rule"] in rules for e in events)
+        assert flops(derived[rule]) <= budget
+    # the pipeline's rule, an independent implementation, on the unpruned weights picks the same arch
+    start = argmax_arch(space, before)
+    projected, info = enforce_budget(start, space, budget, flops,
+                                     lambda a: arch_preference(space, before, a), PROJECTION_FILL)
+    assert info["projected"] and not info["fill_band_empty"]
+    assert derived["band"] == projected
+    assert (derived["band"].depth, derived["band"].hidden) == (4, 64)
+    assert PROJECTION_FILL * budget <= flops(derived["band"]) <= budget
+    assert derived["greedy"].depth < 4
+
+
+def test_band_rule_prunes_only_what_ranks_above_the_target():
+    space = get_space("sasrec-ml1m")
+    flops = lambda a: cost.flops(a, 3416, 50)  # noqa: E731
+    ctx = SimpleNamespace(space=space, budget_flops=flops(space.max_arch()) / 3, flops=flops,
+                          projection_fill=PROJECTION_FILL)
+    s = bare_recnas(space)
+    s._temperature = 1.0
+    logits = darts_like_logits(space)
+    with torch.no_grad():
+        before = s.final_weights(logits)
+        events = s._prune_to_budget(ctx, logits)
+        target = argmax_arch(space, s.final_weights(logits))
+    pruned = {(e["choice"], e["option"], e.get("block")) for e in events}
+    assert {("hidden", 128, None), ("hidden", 96, None)} <= pruned  # hidden 64 is the target's
+    assert not any(c == "depth" for c, _, _ in pruned)  # depth 4 already leads
+    for e in events:  # each pruned candidate outweighed the target's option in its choice
+        if e["choice"] == "inner":
+            widths = space.inner_widths(space.hiddens[0])
+            row = before.inner[e["block"] - 1]
+            assert row[widths.index(e["option"])] >= row[widths.index(target.inner[e["block"] - 1])]
+        assert e["target"] == target.to_dict()
+    assert s._alive(("hidden", None)) == [space.hiddens.index(64)]
+    assert len(s._alive(("depth", None))) == 4 and len(s._alive(("attention", None))) == 2
+
+
+def test_budget_pruning_waits_until_the_temperature_is_low(splits, space):
+    s = bare_recnas(space, epochs=10)
+    temps = [s.temperature(e) for e in range(10)]
+    assert [s.is_budget_round(e) for e in range(10)] == [t <= 1.0 for t in temps]
+    assert not s.is_budget_round(0) and s.is_budget_round(9)
+    hot = bare_recnas(space, {"budget_temperature": 0.001}, epochs=10)
+    assert [hot.is_budget_round(e) for e in range(10)] == [False] * 9 + [True]  # the last round always
+    # in a search: the first round (T = 4) prunes nothing for the budget, the argmax may stay over it
+    params = {"warmup_epochs": 0, "temperature_start": 4.0, "temperature_end": 0.04, "prune_threshold": 0.0}
+    ctx = make_ctx(splits, space, epochs=3, fraction=0.05)
+    result = create_strategy("recnas", params).search(ctx)
+    rows = result.trace
+    assert [r["budget_round"] for r in rows] == [False, True, True]
+    assert not any(e["reason"] == "budget" for e in rows[0]["pruned"])
+    assert any(e["reason"] == "budget" for r in rows[1:] for e in r["pruned"])
+    assert rows[-1]["argmax_flops"] <= ctx.budget_flops and ctx.flops(result.arch) <= ctx.budget_flops
 
 
 def test_derived_arch_is_within_budget_without_projection(tmp_path):
