@@ -55,6 +55,8 @@
 #        beauty10-easrec-seedN, N = 1..9 (beauty10's easrec row with seed N; run two at once with SLOTS=1)
 #        beauty10-seedN, N = 1..9 (seed N of the two rows that used the budget: recnas with sandwich steps, easrec with
 #                softmax attention and the hinge penalty)
+#        beauty10band-seedN, N = 0..9 (beauty10's recnas row with session 15's defaults - the band rule from temperature 1 -
+#                and seed N; phases beauty10 and beauty10-seedN ran the greedy rule in every round)
 #        beauty10-others-seedN, N = 1..9 (seed N of beauty10's other rows: the max arch, darts with sandwich steps,
 #                random, proxyless - is DARTS's 0.997x at seed 0 more than one seed's luck, and the max arch's 0.0420?)
 #        darts10-seedN, N = 0..9 (darts with weight_step=sandwich, 10 search epochs, seed N, with the budget guarantee of
@@ -119,6 +121,9 @@ case $phase in
     common=("${beauty[@]}")
     args=(--search-epochs 10 --seed "${phase#beauty10-seed}" --references "" --strategy "$recnas11"
           --strategy easrec:attention=softmax,penalty=hinge) ;;
+  beauty10band-seed[0-9])
+    common=("${beauty[@]}")
+    args=(--search-epochs 10 --seed "${phase#beauty10band-seed}" --references "" --strategy recnas:weight_step=sandwich) ;;
   beauty10-others-seed[1-9])
     common=("${beauty[@]}")
     args=(--search-epochs 10 --seed "${phase#beauty10-others-seed}" --references max
@@ -177,7 +182,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), recnas10band-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), proxyless-sandwich-hinge-seedN (N 0-9), proxyless-softmax-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), recnas10band-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), proxyless-sandwich-hinge-seedN (N 0-9), proxyless-softmax-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10band-seedN (N 0-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \

@@ -91,4 +91,11 @@ if [ "$part" != ml1m ]; then  # Amazon Beauty, seeds 0 and 1 of each row
     compare beauty-darts-vs-easrec-hinge "${bdarts[@]}" -- "${bhinge[@]}"
     compare beauty-easrec-hinge-vs-easrec "${bhinge[@]}" -- "${beasrec[@]}"
     compare beauty-easrec-vs-random "${beasrec[@]}" -- "${brandom[@]}"
+    # session 15: RecNAS with the band rule (phase beauty10band), seeds 0 and 1 when both have finished
+    mapfile -d '' brecnas_band < <(finished "$out"/beauty10band-seed{0,1}/recnas_weight_step_sandwich$k)
+    if [ ${#brecnas_band[@]} -eq 2 ]; then
+        compare beauty-recnas-band-vs-max "${brecnas_band[@]}" -- "${bmax[@]}"
+        compare beauty-recnas-band-vs-recnas "${brecnas_band[@]}" -- "${brecnas[@]}"
+        compare beauty-recnas-band-vs-darts "${brecnas_band[@]}" -- "${bdarts[@]}"
+    fi
 fi
