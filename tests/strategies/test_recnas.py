@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -136,11 +137,24 @@ def test_temperature_anneals_and_pruned_candidates_stay_pruned(splits, space):
     assert strategy.strategy_state()["temperature"] == pytest.approx(0.04)
 
 
+@pytest.fixture(scope="module")
+def shared_inner_space(tmp_path_factory):
+    """sasrec-ml1m with one inner width for every block (a shared inner choice)."""
+    text = (Path(__file__).parents[2] / "search_spaces" / "sasrec-ml1m.yaml").read_text()
+    assert "inner_per_block: true" in text
+    path = tmp_path_factory.mktemp("spaces") / "shared-inner.yaml"
+    path.write_text(text.replace("name: sasrec-ml1m", "name: shared-inner").replace(
+        "inner_per_block: true", "inner_per_block: false"))
+    return get_space(str(path))
+
+
 @pytest.mark.parametrize("rule", ["band", "greedy"])
-@pytest.mark.parametrize("space_name", ["tiny", "sasrec-ml1m"])
-def test_budget_rule_meets_any_feasible_budget(space_name, rule):
-    space = get_space(space_name)
+@pytest.mark.parametrize("space_name", ["tiny", "sasrec-ml1m", "shared-inner"])
+def test_budget_rule_meets_any_feasible_budget(space_name, rule, request):
+    space = request.getfixturevalue("shared_inner_space") if space_name == "shared-inner" else get_space(space_name)
+    assert space.inner_per_block == (space_name != "shared-inner")
     rnd = random.Random(0)
+    band_trials = 0
     for trial in range(12):
         max_len, n_items = rnd.choice([8, 16, 20, 64]), rnd.choice([50, 2000])
         ctx = SimpleNamespace(space=space, budget_flops=budget_at(space, n_items, rnd.random(), max_len),
@@ -157,8 +171,13 @@ def test_budget_rule_meets_any_feasible_budget(space_name, rule):
             arch = argmax_arch(space, s.final_weights(logits))
         assert ctx.flops(arch) <= ctx.budget_flops, (trial, arch.label, events)
         assert all(e["reason"] in {"weak", "budget"} for e in events)
+        targets = [e["target"] for e in events if e.get("rule") == "band"]
+        if targets:  # the band rule's argmax is its target
+            assert all(t == targets[0] for t in targets) and arch.to_dict() == targets[0]
+            band_trials += 1
         for choice in s._choices():
             assert s._alive(choice)  # never empties a choice
+    assert (band_trials > 0) == (rule == "band")
     # the cheapest surviving arch is exact (brute force over the survivors)
     s = bare_recnas(get_space("tiny"))
     s._set_pruned(("depth", None), 0)
