@@ -420,10 +420,12 @@ class RecNAS(DifferentiableStrategy):
         return space.inner_widths(arch.hidden).index(arch.inner[row or 0])
 
     def _prune_to_band(self, ctx: SearchContext, logits: ArchLogits) -> list[dict[str, Any]]:
+        assert self._space is not None
+        space = self._space
         events: list[dict[str, Any]] = []
         budget, fill = ctx.budget_flops, ctx.projection_fill
         w = self.masked_weights(logits, self._temperature)
-        flops = float(ctx.flops(argmax_arch(self._space, w, self.n_gates())))  # type: ignore[arg-type]
+        flops = float(ctx.flops(argmax_arch(space, w, self.n_gates())))
         if flops <= budget:
             return events
         cost = {a: float(ctx.flops(a)) for a in self._surviving_archs()}
@@ -431,7 +433,7 @@ class RecNAS(DifferentiableStrategy):
         if not feasible:  # cannot happen when an arch of the space fits (the feasibility guard)
             return [{"reason": "budget_unmet", "argmax_flops": flops, "budget": budget}]
         band = [a for a in feasible if cost[a] >= fill * budget]
-        prefer = {a: arch_preference(self._space, w, a) for a in band or feasible}  # type: ignore[arg-type]
+        prefer = {a: arch_preference(space, w, a) for a in band or feasible}
         target = max(prefer, key=lambda a: (prefer[a], cost[a], a.to_json()))
         for choice in self._choices():
             key, row = choice
