@@ -77,7 +77,7 @@
 #                the same budget)
 #        proxyless-sandwich-hinge-seedN, N = 0..9 (the same with weight_step=sandwich: its sampled paths trained linear
 #                attention ahead of softmax and its argmax kept linear attention; sandwich steps train every path alone)
-#        reproject-PHASE (PHASE's runs with the budget guarantee of session 13 (PROJECTION_FILL in nasrec/search.py):
+#        reproject-PHASE (PHASE's runs with the budget guarantee of session 13 (PROJECTION_FILL in nasrec/budget.py):
 #                each finished search of OUT/PHASE for which it takes another arch (benchmarks/reproject.py) gets its
 #                search stage (config.json, search.json, supernet.pt) copied to OUT/reproject-PHASE, to be projected
 #                and retrained again; the other runs are copied whole)

@@ -4,7 +4,7 @@
 
 RUN_DIR is a `nasrec search` output (search.json with the strategy's preference over the feasible archs,
 result.json). Prints, per run, the derived arch, the arch its result.json holds and the arch
-`nasrec.search.enforce_budget` takes now with `--fill`. With `--changed-only` the exit code says whether any
+`nasrec.budget.enforce_budget` takes now with `--fill`. With `--changed-only` the exit code says whether any
 run would get another arch (0: yes, 1: none), for benchmarks/cpu_runs.sh's reproject-PHASE (one run at a time).
 """
 

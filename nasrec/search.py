@@ -13,8 +13,8 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,13 @@ from nasrec.api import (
     write_json,
 )
 from nasrec.arch import Arch, SearchSpace, get_space
+from nasrec.budget import MAX_PROJECTION_ARCHS, PROJECTION_FILL, enforce_budget, space_archs
 from nasrec.data import leave_one_out
 from nasrec.device import resolve_device
 from nasrec.errors import ConfigError
 from nasrec.models import ElasticSASRec, ModelDims, export, save_model
-from nasrec.strategies.base import PROJECTION_FILL, SearchContext, SearchResult, Strategy, create_strategy
+from nasrec.strategies.base import SearchContext, SearchResult, Strategy, create_strategy
 from nasrec.train import EpochLog, TrainConfig, TrainState, train_arch
-
-MAX_PROJECTION_ARCHS = 500_000
 
 
 @dataclass(frozen=True)
@@ -92,49 +91,6 @@ def check_budget(space: SearchSpace, budget: float, n_items: int, max_len: int, 
                           f"{rng.min_flops:,} FLOPs ({rng.min_arch.label}) at max_len {max_len} with "
                           f"{n_items:,} items")
     return BudgetCheck(rng.min_flops, rng.max_flops, budget >= rng.max_flops)
-
-
-def closeness(derived: Arch) -> Callable[[Arch], float]:
-    """Preference for strategies that state none: minus the number of choices differing from `derived`."""
-
-    def score(arch: Arch) -> float:
-        diff = sum(getattr(arch, f) != getattr(derived, f)
-                   for f in ("depth", "hidden", "embedding", "heads", "attention"))
-        diff += sum(a != b for a, b in zip(arch.inner, derived.inner, strict=False))
-        return -float(diff + abs(arch.depth - derived.depth))
-
-    return score
-
-
-def enforce_budget(derived: Arch, space: SearchSpace, budget: float, flops: Callable[[Arch], int],
-                   preference: Callable[[Arch], float] | None,
-                   fill: float = PROJECTION_FILL) -> tuple[Arch, dict[str, Any]]:
-    """The budget guarantee. Keep `derived` if it fits; otherwise take the arch the strategy prefers most
-    (its architecture weights' `arch_preference`, or closeness to `derived`) among the archs of the space
-    within the budget that cost at least `fill` x the budget, ties going to more FLOPs, then to the
-    canonical JSON order. If no arch with a finite preference lies in that band (a budget near the space's
-    smallest arch, or a strategy that scored only a few archs), every feasible arch is a candidate.
-
-    Why the band: the derived arch asked for more than the budget, and a strategy's weights rank the options
-    of each choice but not their cost, so the most preferred feasible arch can be far below the budget
-    (DARTS, which has no resource term, prefers depth 4 and hidden 128; the most preferred feasible arch was
-    one block of hidden 128 at 0.6x the budget). The band keeps what the budget allows."""
-    info: dict[str, Any] = {"derived": derived.to_dict(), "derived_flops": flops(derived), "projected": False}
-    if flops(derived) <= budget:
-        return derived, info
-    if len(space) > MAX_PROJECTION_ARCHS:
-        raise ConfigError(f"space {space.name!r} has {len(space):,} archs, too many to project onto the budget")
-    prefer = preference or closeness(derived)
-    cost = {a: flops(a) for a in space_archs(space, derived.gates)}
-    feasible = [a for a, f in cost.items() if f <= budget]
-    band = [a for a in feasible if cost[a] >= fill * budget and math.isfinite(prefer(a))]
-    best = max(band or feasible, key=lambda a: (prefer(a), cost[a], a.to_json()))
-    info.update(projected=True,
-                rule=f"max strategy preference among archs costing {fill:g}x to 1x the budget "
-                     "(all archs within budget when none does); ties: more FLOPs",
-                preference="strategy" if preference else "closeness to derived",
-                fill=fill, fill_band_empty=not band)
-    return best, info
 
 
 def _stage(out: Path, name: str) -> Path:
@@ -258,11 +214,6 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
     save_model(model, out / "model")
     write_json(out / "result.json", result_json)
     return result_json
-
-
-def space_archs(space: SearchSpace, gates: int = 0) -> Iterator[Arch]:
-    """The archs of a space, carrying the gate setting of a strategy that trains gates."""
-    return (replace(a, gates=gates) for a in space) if gates else iter(space)
 
 
 def _feasible(space: SearchSpace, flops: Callable[[Arch], int], config: SearchConfig, gates: int) -> list[Arch]:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from nasrec.arch import Arch, SearchSpace
+from nasrec.budget import PROJECTION_FILL
 from nasrec.data import EvalSet, WindowLoader, eval_inputs, training_windows
 from nasrec.device import model_device, rng_state, set_rng_state
 from nasrec.errors import ConfigError, DataError
@@ -103,12 +104,6 @@ class BatchSource:
 
     def record_step(self, what: str) -> None:
         self.steps.append((what, self.last_forward))
-
-
-# A derived arch over the budget asked for more compute than allowed, so the projection keeps it near the
-# budget: it chooses among the feasible archs costing at least this share of the budget (see
-# `nasrec.search.enforce_budget`; RecNAS's hard-budget pruning uses the same band).
-PROJECTION_FILL = 0.8
 
 
 @dataclass

@@ -26,8 +26,9 @@ epoch's temperature:
      pipeline's projection score) among those costing `projection_fill` (the pipeline's band, 0.8) to 1x
      the budget, ties going to more FLOPs (every surviving arch within the budget when none lies in the
      band). In every choice of the target (the inner widths of its blocks only), the survivors ranked above
-     the target's option are pruned, so the argmax becomes the target. The same rule as the pipeline's
-     budget guarantee, applied while the search can still train the survivors.
+     the target's option are pruned, so the argmax becomes the target. The pipeline's budget guarantee
+     (`nasrec.budget.enforce_budget`, over the surviving archs), applied while the search can still train
+     the survivors.
    - `greedy` (sessions 11-14): one candidate at a time. A *move* makes a cheaper survivor s of a choice c
      the argmax of c (FLOPs of A with c set to s below FLOPs(A)); it saves F(A) - F(A[c:=s]) FLOPs and costs
      the weight of the survivors of c ranked above s (all of them must go). If some move brings A within B,
@@ -69,6 +70,7 @@ from typing import Any, ClassVar
 import torch
 
 from nasrec.arch import Arch, SearchSpace
+from nasrec.budget import enforce_budget
 from nasrec.strategies._differentiable import COMMON_PARAMS, ArchLogits, DifferentiableStrategy, weights_snapshot
 from nasrec.strategies.base import HyperParam, SearchContext, SearchResult, register_strategy
 from nasrec.strategies.mixture import (
@@ -422,19 +424,17 @@ class RecNAS(DifferentiableStrategy):
     def _prune_to_band(self, ctx: SearchContext, logits: ArchLogits) -> list[dict[str, Any]]:
         assert self._space is not None
         space = self._space
-        events: list[dict[str, Any]] = []
-        budget, fill = ctx.budget_flops, ctx.projection_fill
         w = self.masked_weights(logits, self._temperature)
-        flops = float(ctx.flops(argmax_arch(space, w, self.n_gates())))
-        if flops <= budget:
-            return events
-        cost = {a: float(ctx.flops(a)) for a in self._surviving_archs()}
-        feasible = [a for a, f in cost.items() if f <= budget]
-        if not feasible:  # cannot happen when an arch of the space fits (the feasibility guard)
-            return [{"reason": "budget_unmet", "argmax_flops": flops, "budget": budget}]
-        band = [a for a in feasible if cost[a] >= fill * budget]
-        prefer = {a: arch_preference(space, w, a) for a in band or feasible}
-        target = max(prefer, key=lambda a: (prefer[a], cost[a], a.to_json()))
+        alive = set(self._surviving_archs())
+        # The pipeline's guarantee over the surviving archs (the others prefer -inf); nothing if A fits.
+        target, info = enforce_budget(argmax_arch(space, w, self.n_gates()), space, ctx.budget_flops, ctx.flops,
+                                      lambda a: arch_preference(space, w, a) if a in alive else -math.inf,
+                                      ctx.projection_fill)
+        if not info["projected"]:
+            return []
+        if target not in alive:  # cannot happen when an arch of the space fits (the feasibility guard)
+            return [{"reason": "budget_unmet", "argmax_flops": info["derived_flops"], "budget": ctx.budget_flops}]
+        events: list[dict[str, Any]] = []
         for choice in self._choices():
             key, row = choice
             if row is not None and row >= target.depth:  # blocks past the target's depth: free
@@ -446,8 +446,9 @@ class RecNAS(DifferentiableStrategy):
                     break
                 self._set_pruned(choice, k)
                 events.append({**self._label(choice, k), "reason": "budget", "rule": "band",
-                               "weight": round(cw[k], 6), "argmax_flops": flops, "target": target.to_dict(),
-                               "target_flops": cost[target], "band_empty": not band})
+                               "weight": round(cw[k], 6), "argmax_flops": info["derived_flops"],
+                               "target": target.to_dict(), "target_flops": ctx.flops(target),
+                               "band_empty": info["fill_band_empty"]})
         return events
 
     def _prune_greedy(self, ctx: SearchContext, logits: ArchLogits) -> list[dict[str, Any]]:

@@ -14,12 +14,13 @@ import torch
 from nasrec import cost
 from nasrec.api import DataOptions
 from nasrec.arch import Arch, get_space
+from nasrec.budget import PROJECTION_FILL, enforce_budget
 from nasrec.data import SyntheticConfig, generate_synthetic, leave_one_out
 from nasrec.errors import ConfigError
 from nasrec.models import ElasticSASRec, ModelDims
-from nasrec.search import SearchConfig, enforce_budget, run_search
+from nasrec.search import SearchConfig, run_search
 from nasrec.strategies._differentiable import ArchLogits
-from nasrec.strategies.base import PROJECTION_FILL, SearchContext, create_strategy
+from nasrec.strategies.base import SearchContext, create_strategy
 from nasrec.strategies.mixture import arch_preference, argmax_arch, mixture_last_loss
 from nasrec.strategies.recnas import RecNAS
 
