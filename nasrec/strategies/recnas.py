@@ -42,8 +42,8 @@ epoch's temperature:
 
    Why the temperature gate: at T_start = 5 the weights are softmax(alpha / 5), near uniform whatever the
    arch steps learned, and the first budget round pruned on noise: on ML-1M (max_len 50, a third of the max
-   FLOPs) five of six seeds lost depth 4 (weight 0.25) and then depth 3 (0.34 of the three left) in the
-   round after the warm-up: uniform weights. From T <= 1 on they are at least as sharp as the logits.
+   FLOPs) every seed lost depth 4 (weight 0.25) in the round after the warm-up, and five of six depth 3
+   (0.34 of the three left) too: uniform weights. From T <= 1 on they are at least as sharp as the logits.
 
 Feasibility guard (both steps): a candidate is never pruned if the cheapest arch built from the
 survivors would then exceed the budget. The cheapest arch is exact: FLOPs grow with hidden width,
@@ -63,7 +63,6 @@ and the weights, expected FLOPs and argmax after pruning.
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any, ClassVar
 
@@ -392,22 +391,6 @@ class RecNAS(DifferentiableStrategy):
             return self._prune_to_band(ctx, logits)
         return self._prune_greedy(ctx, logits)
 
-    def _surviving_archs(self) -> list[Arch]:
-        """Every arch made of surviving candidates (inner widths: of the arch's own blocks)."""
-        assert self._space is not None
-        space = self._space
-        archs = []
-        for hi, di, ai in itertools.product(*(self._alive((k, None)) for k in ("hidden", "depth", "attention"))):
-            base: dict[Choice, int] = {("hidden", None): hi, ("depth", None): di, ("attention", None): ai}
-            depth = space.depths[di]
-            if space.inner_per_block:
-                rows = [("inner", b) for b in range(depth)]
-                combos = itertools.product(*(self._alive(c) for c in rows))
-                archs += [self._arch({**base, **dict(zip(rows, combo, strict=True))}) for combo in combos]
-            else:
-                archs += [self._arch({**base, ("inner", None): k}) for k in self._alive(("inner", None))]
-        return archs
-
     def _option(self, choice: Choice, arch: Arch) -> int:
         """The index of `arch`'s option in `choice`."""
         assert self._space is not None
@@ -421,18 +404,23 @@ class RecNAS(DifferentiableStrategy):
             return space.attentions.index(arch.attention)
         return space.inner_widths(arch.hidden).index(arch.inner[row or 0])
 
+    def _survives(self, arch: Arch) -> bool:
+        """Whether no option of `arch` is pruned (inner widths: of its own blocks; the space has one
+        embedding width per hidden width and one head count, `check_mixable`)."""
+        own = (c for c in self._choices() if c[1] is None or c[1] < arch.depth)
+        return all(self._option(c, arch) in self._alive(c) for c in own)
+
     def _prune_to_band(self, ctx: SearchContext, logits: ArchLogits) -> list[dict[str, Any]]:
         assert self._space is not None
         space = self._space
         w = self.masked_weights(logits, self._temperature)
-        alive = set(self._surviving_archs())
         # The pipeline's guarantee over the surviving archs (the others prefer -inf); nothing if A fits.
         target, info = enforce_budget(argmax_arch(space, w, self.n_gates()), space, ctx.budget_flops, ctx.flops,
-                                      lambda a: arch_preference(space, w, a) if a in alive else -math.inf,
+                                      lambda a: arch_preference(space, w, a) if self._survives(a) else -math.inf,
                                       ctx.projection_fill)
         if not info["projected"]:
             return []
-        if target not in alive:  # cannot happen when an arch of the space fits (the feasibility guard)
+        if not self._survives(target):  # cannot happen when an arch of the space fits (the feasibility guard)
             return [{"reason": "budget_unmet", "argmax_flops": info["derived_flops"], "budget": ctx.budget_flops}]
         events: list[dict[str, Any]] = []
         for choice in self._choices():
