@@ -9,7 +9,13 @@
 #        Beauty's rest) or
 #        sandwich (DARTS, RecNAS, EASRec with weight_step=sandwich on ML-1M at max_len 200; Beauty's DARTS, RecNAS,
 #        EASRec beside its max arch) or beauty (Beauty's DARTS, RecNAS, EASRec alone) or
-#        ablation (the EASRec ablations again, after the gate fix of session 6) or ablation-seed1 (the same, seed 1).
+#        ablation (the EASRec ablations again, after the gate fix of session 6) or ablation-seed1 (the same, seed 1) or
+#        leaders (session 16: the CPU protocol's leading settings of sessions 10-15 at max_len 200, seeds 0 and 1, 10
+#        search epochs: EASRec with softmax and with linear attention, DARTS and RecNAS (band rule) with sandwich
+#        steps, ProxylessNAS with the hinge on sasrec-ml1m without linear attention, random (seed 0), the max arch) or
+#        leaders-seeds23 (the same rows with seeds 2 and 3, without random and the linear max arch) or
+#        leaders-seeds45 (seeds 4 and 5 of the max arch, EASRec with softmax attention, DARTS and RecNAS) or
+#        leaders-summary (no GPU: the leaders* runs of OUT_DIR by seed, benchmarks/seed_summary.py).
 # PYTHON (default .venv/bin/python), DATA_DIR (default ../shared/data) and THREADS (CPU threads per job, default 1)
 # may be set. Finished runs are kept
 # and reused on a rerun (search_compare.py); jobs still running at the deadline are stopped.
@@ -18,6 +24,18 @@ cd "$(dirname "$0")/.."
 phase=$1 out=$2 deadline=${3:-3000}
 py=${PYTHON:-.venv/bin/python}
 data=${DATA_DIR:-../shared/data}
+if [ "$phase" = leaders-summary ]; then
+    d=$out/ml1m-L200-leaders b=9.74e_07
+    exec "$py" benchmarks/seed_summary.py --reference "max=$d-seed*/max_arch" \
+      --group "easrec-softmax=$d-seed*/easrec_attention_softmax__$b" --group "easrec-linear=$d-seed*/easrec__$b" \
+      --group "darts=$d-seed*/darts_weight_step_sandwich__$b" --group "recnas=$d-seed*/recnas_weight_step_sandwich__$b" \
+      --group "proxyless-softmax-space=$d-proxyless-seed*/proxyless_resource_form_hinge__$b" \
+      --group "random=$d-seed*/random__$b" --group "max-linear=$d-seed*/max-linear_arch" \
+      --compare easrec-softmax:max --compare darts:max --compare recnas:max --compare proxyless-softmax-space:max \
+      --compare easrec-softmax:darts --compare easrec-softmax:recnas --compare easrec-softmax:proxyless-softmax-space \
+      --compare darts:recnas --compare darts:proxyless-softmax-space --compare easrec-linear:easrec-softmax \
+      --json "$out/leaders-summary.json"
+fi
 mkdir -p "$out/logs"
 common=(--device cuda --threads "${THREADS:-1}" --search-epochs 5 --retrain-epochs 30 --patience 5)
 ml1m=(--data "$data/ml-1m/ml-1m_sasrec5.txt" --space sasrec-ml1m)
@@ -77,8 +95,27 @@ case $phase in
       --strategy easrec:weight_step=sandwich
     add_compare beauty "${beauty[@]}" --max-len 50 --budget 0.333x --references max \
       --strategy darts --strategy recnas --strategy easrec ;;
+  leaders-seeds45)
+    for seed in 4 5; do
+      add_compare "ml1m-L200-leaders-seed$seed" "${ml1m[@]}" --max-len 200 --budget 0.333x --search-epochs 10 \
+        --seed "$seed" --references max --strategy easrec:attention=softmax \
+        --strategy darts:weight_step=sandwich --strategy recnas:weight_step=sandwich
+    done ;;
+  leaders|leaders-seeds23)
+    seeds=(0 1); [ "$phase" = leaders-seeds23 ] && seeds=(2 3)
+    for seed in "${seeds[@]}"; do
+      refs=max extra=()
+      [ "$seed" = 0 ] && refs=max,max-linear extra=(--strategy random)
+      add_compare "ml1m-L200-leaders-seed$seed" "${ml1m[@]}" --max-len 200 --budget 0.333x --search-epochs 10 \
+        --seed "$seed" --references "$refs" --strategy easrec:attention=softmax --strategy easrec \
+        --strategy darts:weight_step=sandwich --strategy recnas:weight_step=sandwich "${extra[@]}"
+      add_compare "ml1m-L200-leaders-proxyless-seed$seed" --data "$data/ml-1m/ml-1m_sasrec5.txt" \
+        --space benchmarks/spaces/sasrec-ml1m-softmax.yaml --max-len 200 --budget 0.333x --search-epochs 10 \
+        --seed "$seed" --references "" --strategy proxyless:resource_form=hinge
+    done ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac
+[ ${#jobs[@]} -gt 0 ] || { echo "$phase: no jobs (see the errors above)" >&2; exit 2; }
 printf '%s\n' "${jobs[@]}" > "$out/logs/$phase.jobs"
 echo "$phase: ${#jobs[@]} jobs, deadline ${deadline}s"
 i=0
