@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packs a gpu_runs.sh output folder for the trip back from a lent machine, which returns at most 8 files of at
-# most 16 MiB each: the runs' results, traces and logs without weights in done.tgz; each unfinished run (no
+# most 16 MiB each: the runs' results, traces, test ranks (enough for `nasrec compare`) and logs without weights
+# in done.tgz; each unfinished run (no
 # result.json) with its checkpoints in resume-N.tgz.partXX pieces of 15 MiB, so a later call can carry it back
 # (cat the pieces | tar xz) and resume.
 #   bash benchmarks/gpu_pack.sh OUT_DIR DEST

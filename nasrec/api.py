@@ -17,10 +17,12 @@ from nasrec.arch import Arch, SearchSpace, get_space, parse_arch
 from nasrec.data import SequenceData, Splits, leave_one_out, load_data
 from nasrec.device import describe_device, model_device, resolve_device
 from nasrec.errors import ConfigError
+from nasrec.metrics import metrics_from_ranks
 from nasrec.models import ElasticSASRec, ModelDims, save_model
-from nasrec.train import EpochLog, TrainConfig, TrainState, evaluate_arch, train_arch
+from nasrec.train import EpochLog, TrainConfig, TrainState, arch_ranks, evaluate_arch, train_arch
 
 TEST_PROTOCOLS = ("full", "uni100", "pop100")
+TEST_RANKS_FILE = "test_ranks.json"
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,25 @@ def machine_summary(device: torch.device | None = None) -> dict[str, Any]:
 
 
 def test_report(model: ElasticSASRec, arch: Arch, splits: Splits, max_len: int, config: TrainConfig
-                ) -> dict[str, Any]:
-    """Validation (full) and the one test evaluation (full, uni100, pop100) of a trained arch."""
+                ) -> tuple[dict[str, Any], torch.Tensor]:
+    """Validation (full) and the one test evaluation (full, uni100, pop100) of a trained arch, with the
+    full-ranking rank of each test row's target (for `write_test_ranks`)."""
     n_items = splits.data.n_items
     common = {"exclude_history": config.exclude_history, "popularity": splits.item_popularity,
               "seed": config.seed, "batch_size": config.eval_batch_size}
     valid = evaluate_arch(model, arch, splits.valid, n_items, max_len, **common)
-    test = evaluate_arch(model, arch, splits.test, n_items, max_len, protocols=TEST_PROTOCOLS, **common)
+    ranks = arch_ranks(model, arch, splits.test, n_items, max_len, protocols=TEST_PROTOCOLS, **common)
+    test = {protocol: metrics_from_ranks(r) for protocol, r in ranks.items()}
     return {"valid": valid, "test": test, "exclude_history": config.exclude_history,
-            "sampled_negatives": {"uni100": "100 uniform", "pop100": "100 by training-split popularity"}}
+            "sampled_negatives": {"uni100": "100 uniform", "pop100": "100 by training-split popularity"}}, ranks["full"]
+
+
+def write_test_ranks(out: Path, ranks: torch.Tensor, result: dict[str, Any]) -> None:
+    """`out/test_ranks.json`: each test row's 0-based full-ranking target rank, so that `nasrec compare` can
+    pair runs on their test users without the model files (which may not travel, e.g. back from a GPU)."""
+    write_json(out / TEST_RANKS_FILE, {
+        "protocol": "full", "exclude_history": result["metrics"]["exclude_history"],
+        "data_fingerprint": result["data"]["fingerprint"], "ranks": [int(r) for r in ranks.tolist()]})
 
 
 def check_sampled_protocols(splits: Splits, negatives: int = 100) -> None:
@@ -91,15 +103,16 @@ def arch_cost(model: ElasticSASRec, arch: Arch, n_items: int, max_len: int, *, l
 
 
 def evaluated_arch(model: ElasticSASRec, arch: Arch, space: str, splits: Splits, max_len: int,
-                   config: TrainConfig, state: TrainState) -> dict[str, Any]:
+                   config: TrainConfig, state: TrainState) -> tuple[dict[str, Any], torch.Tensor]:
     """The part of `result.json` shared by `nasrec train` and `nasrec search`: the arch, its cost,
-    its validation and (one) test evaluation, the data and the training curve."""
+    its validation and (one) test evaluation, the data and the training curve; and the test ranks."""
+    metrics, test_ranks = test_report(model, arch, splits, max_len, config)
     return {
         "arch": arch.to_dict(),
         "arch_id": arch.id,
         "space": space,
         **arch_cost(model, arch, splits.data.n_items, max_len),
-        "metrics": test_report(model, arch, splits, max_len, config),
+        "metrics": metrics,
         "data": data_summary(splits.data),
         "seed": config.seed,
         "max_len": max_len,
@@ -109,7 +122,7 @@ def evaluated_arch(model: ElasticSASRec, arch: Arch, space: str, splits: Splits,
         "history": [{"epoch": h.epoch, "loss": h.loss, "valid_ndcg@10": h.valid["ndcg@10"], "seconds": h.seconds}
                     for h in state.history],
         "machine": machine_summary(model_device(model)),
-    }
+    }, test_ranks
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -155,10 +168,11 @@ def train(data: DataOptions | str = "synthetic", *, space: str = "tiny", arch: s
                        checkpoint=checkpoint, resume=resume, on_epoch=on_epoch)
     train_seconds = time.perf_counter() - start
 
-    result = evaluated_arch(model, chosen, search_space.name, splits, length, config, state)
+    result, test_ranks = evaluated_arch(model, chosen, search_space.name, splits, length, config, state)
     curve = {k: result.pop(k) for k in ("epochs_run", "best_epoch", "stopped_by", "history")}
     result["train"] = {**config.to_dict(), **curve, "seconds": train_seconds}
     save_model(model, out / "model")
+    write_test_ranks(out, test_ranks, result)
     write_json(out / "result.json", result)
     return result
 

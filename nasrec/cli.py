@@ -493,12 +493,13 @@ def compare(
     json_out: JsonOpt = False,
 ) -> None:
     """Paired test of finished runs on the same test users: difference of the means, bootstrap interval,
-    sign-flip p-value (each group's per-user mean; models re-scored from RUN/model, full ranking)."""
+    sign-flip p-value (each group's per-user mean; models re-scored from RUN/model, full ranking, or, for a run
+    without its model files, its saved RUN/test_ranks.json)."""
     from nasrec.compare import RunMetric, compare_runs
 
     def on_run(run: RunMetric) -> None:
         if not json_out:
-            err_console.print(f"scored {run.label}: {run.mean:.4f}", highlight=False)
+            err_console.print(f"scored {run.label}: {run.mean:.4f} (from its {run.source})", highlight=False)
 
     report = compare_runs(list(runs), list(baseline), metric=metric, resamples=resamples, confidence=confidence,
                           seed=seed, data=data, on_run=on_run)

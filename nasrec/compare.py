@@ -5,7 +5,9 @@ users suggests, because most of that spread is the users' own difficulty, which 
 paired test looks at the per-user differences instead:
 
 - per-user metric: each run's saved model (`RUN/model`) ranks every test user's target again under the
-  full-ranking protocol of its `result.json`; the mean must reproduce the reported test figure (checked);
+  full-ranking protocol of its `result.json`; a run without its model files (e.g. brought back from a lent GPU
+  without them) is read from the ranks it saved at its test evaluation (`RUN/test_ranks.json`); either way
+  the mean must reproduce the reported test figure (checked), and each run says which source it used;
 - a group of runs (seeds of one setting) counts as its per-user mean, so `runs` and `baselines` may be
   one run each or several;
 - difference of the means with a percentile bootstrap interval over users, and a two-sided paired
@@ -25,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from nasrec.api import DataOptions
+from nasrec.api import TEST_RANKS_FILE, DataOptions
 from nasrec.data import EvalSet, SequenceData, leave_one_out
 from nasrec.errors import ConfigError
 from nasrec.metrics import row_metrics
@@ -86,13 +89,14 @@ def paired_test(a: np.ndarray, b: np.ndarray, *, resamples: int = 10_000, confid
 
 @dataclass(frozen=True)
 class RunMetric:
-    """One finished run's per-user test metric, recomputed from its saved model."""
+    """One finished run's per-user test metric, recomputed from its saved model or read from its saved ranks."""
 
     run: str
     label: str
     fingerprint: str
     per_user: np.ndarray
     reported: float | None  # result.json's test figure; None when the run did not report this metric
+    source: str  # "model" (re-scored) or "saved ranks" (RUN/test_ranks.json)
 
     @property
     def mean(self) -> float:
@@ -107,11 +111,15 @@ def check_metric(metric: str) -> tuple[str, int]:
 
 
 def _read_run(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(result.json, config.json) of a finished `nasrec train` or `nasrec search` run with its model."""
-    for needed in ("result.json", "config.json", "model/dims.json"):
+    """(result.json, config.json) of a finished `nasrec train` or `nasrec search` run with its model or its
+    saved test ranks."""
+    for needed in ("result.json", "config.json"):
         if not (run / needed).is_file():
             raise ConfigError(f"{run}: not a finished nasrec run (no {needed}); pass the --out directory of "
                               "`nasrec train` or `nasrec search`")
+    if not (run / "model" / "dims.json").is_file() and not (run / TEST_RANKS_FILE).is_file():
+        raise ConfigError(f"{run}: neither its model (model/dims.json) nor its saved test ranks ({TEST_RANKS_FILE}) "
+                          "are there: a run needs one of them to be compared")
     try:
         return json.loads((run / "result.json").read_text()), json.loads((run / "config.json").read_text())
     except json.JSONDecodeError as exc:
@@ -134,19 +142,43 @@ def run_metric(run: str | Path, metric: str, data: SequenceData, test: EvalSet |
     if result["data"]["fingerprint"] != data.fingerprint:
         raise ConfigError(f"{run}: trained on data {result['data']['fingerprint'][:12]}, not on "
                           f"{data.name} ({data.fingerprint[:12]}): the runs must share their test users")
-    model = load_model(run / "model")
     exclude_history = bool(result["metrics"].get("exclude_history", False))
-    batch_size = int(config.get("train", {}).get("eval_batch_size", 256))  # the run's own batching
     test = leave_one_out(data).test if test is None else test
-    ranks = arch_ranks(model, model.arch, test, data.n_items, int(result["max_len"]),
-                       exclude_history=exclude_history, batch_size=batch_size)["full"]
+    if (run / "model" / "dims.json").is_file():
+        source = "model"
+        model = load_model(run / "model")
+        batch_size = int(config.get("train", {}).get("eval_batch_size", 256))  # the run's own batching
+        ranks = arch_ranks(model, model.arch, test, data.n_items, int(result["max_len"]),
+                           exclude_history=exclude_history, batch_size=batch_size)["full"]
+    else:
+        source = "saved ranks"
+        ranks = saved_test_ranks(run, data.fingerprint, exclude_history, len(test.targets))
     per_user = row_metrics(ranks, k)[f"{kind}@{k}"].numpy()
     reported = result["metrics"]["test"]["full"].get(f"{kind}@{k}")
     if reported is not None and abs(float(per_user.mean()) - reported) > REPRODUCE_TOLERANCE:
-        raise ConfigError(f"{run}: its saved model gives test {kind}@{k} {per_user.mean():.5f}, its result.json "
-                          f"{reported:.5f}: model and result.json do not belong together")
+        raise ConfigError(f"{run}: its {source} give{'s' if source == 'model' else ''} test {kind}@{k} "
+                          f"{per_user.mean():.5f}, its result.json {reported:.5f}: {source} and result.json do not "
+                          "belong together")
     return RunMetric(run=str(run), label=run_label(result), fingerprint=data.fingerprint,
-                     per_user=per_user, reported=None if reported is None else float(reported))
+                     per_user=per_user, reported=None if reported is None else float(reported), source=source)
+
+
+def saved_test_ranks(run: Path, fingerprint: str, exclude_history: bool, rows: int) -> torch.Tensor:
+    """`RUN/test_ranks.json`'s ranks, checked against the data, protocol and number of test rows."""
+    path = run / TEST_RANKS_FILE
+    try:
+        saved = json.loads(path.read_text())
+        ranks, protocol = saved["ranks"], saved["protocol"]
+        saved_fingerprint, saved_exclude = saved["data_fingerprint"], bool(saved["exclude_history"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a test-ranks file of nasrec ({exc!r})") from exc
+    if protocol != "full" or saved_fingerprint != fingerprint or saved_exclude != exclude_history:
+        raise ConfigError(f"{path}: ranks of protocol {protocol!r}, data {str(saved_fingerprint)[:12]}, history "
+                          f"excluded {saved_exclude}; expected full ranking on {fingerprint[:12]} with history "
+                          f"excluded {exclude_history}")
+    if not isinstance(ranks, list) or len(ranks) != rows or not all(isinstance(r, int) and r >= 0 for r in ranks):
+        raise ConfigError(f"{path}: expected {rows} non-negative integer ranks, one per test user")
+    return torch.tensor(ranks, dtype=torch.long)
 
 
 def _data_of(runs: list[Path], data: str | None) -> SequenceData:
@@ -188,7 +220,8 @@ def compare_runs(runs: Sequence[str | Path], baselines: Sequence[str | Path], *,
     return {
         "metric": f"{metric.lower()} (full ranking, test)",
         "data": {"name": dataset.name, "fingerprint": dataset.fingerprint, "users": dataset.n_users},
-        **{group: [{"run": r.run, "label": r.label, "mean": r.mean, "reported": r.reported} for r in rows]
+        **{group: [{"run": r.run, "label": r.label, "mean": r.mean, "reported": r.reported, "source": r.source}
+                   for r in rows]
            for group, rows in scored.items()},
         "ratio": test.mean_a / test.mean_b if test.mean_b > 0 else math.inf,
         "test": asdict(test),

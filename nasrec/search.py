@@ -28,6 +28,7 @@ from nasrec.api import (
     evaluated_arch,
     resolve_max_len,
     write_json,
+    write_test_ranks,
 )
 from nasrec.arch import Arch, SearchSpace, get_space
 from nasrec.budget import MAX_PROJECTION_ARCHS, PROJECTION_FILL, enforce_budget, space_archs
@@ -197,7 +198,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
                        checkpoint=out / "retrain_checkpoint.pt", resume=resume, on_epoch=on_retrain_epoch)
     retrain_seconds = time.perf_counter() - start
 
-    result_json = evaluated_arch(model, chosen, space.name, splits, max_len, train_config, state)
+    result_json, test_ranks = evaluated_arch(model, chosen, space.name, splits, max_len, train_config, state)
     curve = {k: result_json.pop(k) for k in ("epochs_run", "best_epoch", "stopped_by", "history")}
     result_json.update({
         "strategy": strategy.name,
@@ -212,6 +213,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         "search_extra": extra,
     })
     save_model(model, out / "model")
+    write_test_ranks(out, test_ranks, result_json)
     write_json(out / "result.json", result_json)
     return result_json
 

@@ -182,3 +182,48 @@ def test_cli_compare_bad_input(runs, tmp_path, capsys, monkeypatch, args, needle
     paths = {"missing": str(tmp_path / "missing"), **{k: str(v) for k, v in runs.items()}}
     code, _, err = run_main([a.format(**paths) for a in ["compare", *args]], capsys, monkeypatch)
     assert_one_line_error(code, err, *needles)
+
+
+# --- runs without their model files: the saved test ranks ---------------------------------------------
+
+def _without_model(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest)
+    shutil.rmtree(dest / "model")
+    return dest
+
+
+def test_saved_test_ranks_reproduce_result_json(runs):
+    result = json.loads((runs["max0"] / "result.json").read_text())
+    saved = json.loads((runs["max0"] / api.TEST_RANKS_FILE).read_text())
+    assert saved["protocol"] == "full" and saved["data_fingerprint"] == result["data"]["fingerprint"]
+    recomputed = metrics_from_ranks(torch.tensor(saved["ranks"]))
+    for name, value in result["metrics"]["test"]["full"].items():
+        assert recomputed[name] == pytest.approx(value, abs=1e-12)
+
+
+def test_a_run_without_its_model_is_compared_from_its_saved_ranks(runs, tmp_path):
+    bare = _without_model(runs["max0"], tmp_path / "bare")
+    config = json.loads((runs["max0"] / "config.json").read_text())
+    data = load_data(config["data"]["source"])
+    from_model, from_ranks = run_metric(runs["max0"], "ndcg@10", data), run_metric(bare, "ndcg@10", data)
+    assert (from_model.source, from_ranks.source) == ("model", "saved ranks")
+    np.testing.assert_array_equal(from_model.per_user, from_ranks.per_user)
+    report = compare_runs([bare], [runs["min0"]], resamples=200)
+    assert report["runs"][0]["source"] == "saved ranks" and report["baselines"][0]["source"] == "model"
+    assert report["test"] == compare_runs([runs["max0"]], [runs["min0"]], resamples=200)["test"]
+
+
+def test_saved_ranks_that_do_not_fit_are_refused(runs, tmp_path):
+    bare = _without_model(runs["max0"], tmp_path / "bare")
+    path = bare / api.TEST_RANKS_FILE
+    saved = json.loads(path.read_text())
+    for change, needle in (({"ranks": saved["ranks"][:-1]}, "non-negative integer ranks"),
+                           ({"data_fingerprint": "0" * 64}, "expected full ranking"),
+                           ({"exclude_history": not saved["exclude_history"]}, "history excluded"),
+                           ({"ranks": [r + 1 for r in saved["ranks"]]}, "do not belong together")):
+        path.write_text(json.dumps({**saved, **change}))
+        with pytest.raises(ConfigError, match=needle):
+            compare_runs([bare], [runs["min0"]], resamples=200)
+    (bare / api.TEST_RANKS_FILE).unlink()
+    with pytest.raises(ConfigError, match="neither its model"):
+        compare_runs([bare], [runs["min0"]], resamples=200)

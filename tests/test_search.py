@@ -17,10 +17,11 @@ import pytest
 import torch
 
 from nasrec import cost
-from nasrec.api import DataOptions
+from nasrec.api import TEST_RANKS_FILE, DataOptions
 from nasrec.arch import Arch, get_space
 from nasrec.data import EvalSet, Splits, SyntheticConfig, generate_synthetic, leave_one_out
 from nasrec.errors import ConfigError
+from nasrec.metrics import metrics_from_ranks
 from nasrec.models import ElasticSASRec, ModelDims
 from nasrec.search import PROJECTION_FILL, SearchConfig, check_budget, enforce_budget, run_search
 from nasrec.strategies._differentiable import DifferentiableStrategy
@@ -99,6 +100,8 @@ def test_every_strategy_end_to_end_within_budget(name, seed, fraction, data_file
     assert 0.0 <= on_disk["metrics"]["valid"]["full"]["ndcg@10"] <= 1.0
     for protocol in ("full", "uni100", "pop100"):
         assert 0.0 <= on_disk["metrics"]["test"][protocol]["ndcg@10"] <= 1.0
+    ranks = read_json(out / TEST_RANKS_FILE)["ranks"]  # what `nasrec compare` reads when the model is not there
+    assert metrics_from_ranks(torch.tensor(ranks)) == pytest.approx(on_disk["metrics"]["test"]["full"], abs=1e-12)
     assert on_disk["strategy"] == name
     assert on_disk["strategy_params"] == create_strategy(name, FAST_PARAMS.get(name, {})).params
     assert on_disk["budget_flops"] == budget
