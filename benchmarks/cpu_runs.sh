@@ -32,6 +32,9 @@
 #                budget_temperature=100 (every pruning round prunes to the budget) keep that rule since session 15)
 #        recnas10band-seedN, N = 0..9 (the same with session 15's defaults: hard-budget pruning only from the rounds at
 #                temperature <= 1, toward the most preferred surviving arch costing 0.8x to 1x the budget)
+#        recnas10defer-seedN, N = 0..9 (recnas10band with budget_defer=0.3 (session 16): a choice whose weights are flat
+#                at a budget round before the last is left whole that round; seed 3 of recnas10band pruned depths 4, 3
+#                and 1 at once on depth weights 0.21-0.31; the other seeds' first rounds pruned no choice that flat)
 #        max-seedN, N = 0..9 (the max arch, softmax, with seed N: the reference's own seed-to-seed spread, beside
 #                the searched archs' seeds; run two at once with SLOTS=1; seed 0 repeats phase base's run, for its model)
 #        baselines (proxyless and random with their defaults: issue 3's other two rows on this protocol)
@@ -155,6 +158,8 @@ case $phase in
                  --strategy "$recnas11") ;;
   recnas10band-seed[0-9]) args=(--search-epochs 10 --seed "${phase#recnas10band-seed}" --references ""
                  --strategy recnas:weight_step=sandwich) ;;
+  recnas10defer-seed[0-9]) args=(--search-epochs 10 --seed "${phase#recnas10defer-seed}" --references ""
+                 --strategy recnas:weight_step=sandwich,budget_defer=0.3) ;;
   darts10-seed[0-9]) args=(--search-epochs 10 --seed "${phase#darts10-seed}" --references ""
                  --strategy darts:weight_step=sandwich) ;;
   softmax10-hinge-seed[0-9]) args=(--search-epochs 10 --seed "${phase#softmax10-hinge-seed}" --references ""
@@ -182,7 +187,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), recnas10band-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), proxyless-sandwich-hinge-seedN (N 0-9), proxyless-softmax-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10band-seedN (N 0-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), recnas10band-seedN (N 0-9), recnas10defer-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), proxyless-sandwich-hinge-seedN (N 0-9), proxyless-softmax-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10band-seedN (N 0-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \

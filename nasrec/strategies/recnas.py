@@ -28,7 +28,11 @@ epoch's temperature:
      band). In every choice of the target (the inner widths of its blocks only), the survivors ranked above
      the target's option are pruned, so the argmax becomes the target. The pipeline's budget guarantee
      (`nasrec.budget.enforce_budget`, over the surviving archs), applied while the search can still train
-     the survivors.
+     the survivors. With `budget_defer` d > 0, in the budget rounds before the last, a choice whose largest
+     surviving weight is below (1 + d) / (its survivors) is left whole that round (a `budget_deferred` event):
+     on ML-1M one seed's first budget round met flat depth weights (0.21 / 0.20 / 0.28 / 0.31) and pruned
+     depths 4, 3 and 1 at once toward a two-block target, chosen by the other choices' weights. The last round
+     never defers, so the budget is met as without it.
    - `greedy` (sessions 11-14): one candidate at a time. A *move* makes a cheaper survivor s of a choice c
      the argmax of c (FLOPs of A with c set to s below FLOPs(A)); it saves F(A) - F(A[c:=s]) FLOPs and costs
      the weight of the survivors of c ranked above s (all of them must go). If some move brings A within B,
@@ -146,6 +150,17 @@ class RecNAS(DifferentiableStrategy):
             "(always in the last epoch): hotter weights are near uniform, pruning on them is noise",
             tune=(0.3, 5.0),
         ),
+        HyperParam(
+            "budget_defer",
+            "float",
+            0.0,
+            0.0,
+            3.0,
+            help="band rule, budget rounds before the last: a choice whose largest surviving weight is below "
+            "(1 + budget_defer) x uniform over its survivors is not pruned that round (too flat to commit on); "
+            "0 = never defer",
+            tune=(0.0, 1.0),
+        ),
     )
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
@@ -228,7 +243,7 @@ class RecNAS(DifferentiableStrategy):
             with torch.no_grad():
                 events += self._prune_weak(ctx, logits)
                 if self.is_budget_round(epoch):
-                    events += self._prune_to_budget(ctx, logits)
+                    events += self._prune_to_budget(ctx, logits, last=epoch == self._epochs - 1)
         with torch.no_grad():
             w = self.final_weights(logits)
             arch = argmax_arch(ctx.space, w, self.n_gates())
@@ -386,9 +401,9 @@ class RecNAS(DifferentiableStrategy):
                     break
         return events
 
-    def _prune_to_budget(self, ctx: SearchContext, logits: ArchLogits) -> list[dict[str, Any]]:
+    def _prune_to_budget(self, ctx: SearchContext, logits: ArchLogits, *, last: bool) -> list[dict[str, Any]]:
         if self.params["budget_rule"] == "band":
-            return self._prune_to_band(ctx, logits)
+            return self._prune_to_band(ctx, logits, defer=0.0 if last else float(self.params["budget_defer"]))
         return self._prune_greedy(ctx, logits)
 
     def _option(self, choice: Choice, arch: Arch) -> int:
@@ -410,7 +425,7 @@ class RecNAS(DifferentiableStrategy):
         own = (c for c in self._choices() if c[1] is None or c[1] < arch.depth)
         return all(self._option(c, arch) in self._alive(c) for c in own)
 
-    def _prune_to_band(self, ctx: SearchContext, logits: ArchLogits) -> list[dict[str, Any]]:
+    def _prune_to_band(self, ctx: SearchContext, logits: ArchLogits, *, defer: float = 0.0) -> list[dict[str, Any]]:
         assert self._space is not None
         space = self._space
         w = self.masked_weights(logits, self._temperature)
@@ -429,7 +444,13 @@ class RecNAS(DifferentiableStrategy):
                 continue
             cw = self._choice_weights(w, choice).tolist()
             keep = self._option(choice, target)
-            for k in sorted(self._alive(choice), key=lambda k, cw=cw: (-cw[k], k)):
+            alive = self._alive(choice)
+            if defer > 0 and keep != max(alive, key=lambda k, cw=cw: (cw[k], -k)) \
+                    and max(cw[k] for k in alive) < (1 + defer) / len(alive):
+                events.append({**self._label(choice, keep), "reason": "budget_deferred", "rule": "band",
+                               "weights": {str(self._label(choice, k)["option"]): round(cw[k], 6) for k in alive}})
+                continue
+            for k in sorted(alive, key=lambda k, cw=cw: (-cw[k], k)):
                 if k == keep:
                     break
                 self._set_pruned(choice, k)

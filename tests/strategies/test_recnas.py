@@ -74,6 +74,7 @@ def test_declared_hyperparameters():
     assert s.params["temperature_start"] == 5.0 and s.params["temperature_end"] == 0.1
     assert s.params["prune_every"] == 1 and s.params["prune_threshold"] == 0.05
     assert s.params["budget_rule"] == "band" and s.params["budget_temperature"] == 1.0
+    assert s.params["budget_defer"] == 0.0
     with pytest.raises(ConfigError, match="budget_rule"):
         create_strategy("recnas", {"budget_rule": "ratio"})
     with pytest.raises(ConfigError, match="prune_threshold"):
@@ -168,7 +169,7 @@ def test_budget_rule_meets_any_feasible_budget(space_name, rule, request):
         with torch.no_grad():
             for p in logits.parameters():
                 p.normal_(0.0, 2.0)
-            events = s._prune_weak(ctx, logits) + s._prune_to_budget(ctx, logits)
+            events = s._prune_weak(ctx, logits) + s._prune_to_budget(ctx, logits, last=True)
             arch = argmax_arch(space, s.final_weights(logits))
         assert ctx.flops(arch) <= ctx.budget_flops, (trial, arch.label, events)
         assert all(e["reason"] in {"weak", "budget"} for e in events)
@@ -213,7 +214,7 @@ def test_budget_rule_prefers_the_least_weight_lost_when_one_move_fits():
         assert (over.depth, over.hidden, over.inner) == (2, 96, (256, 256))
         assert ctx.budget_flops < flops(over) < 1.02 * ctx.budget_flops
         before = s.final_weights(logits)
-        events = s._prune_to_budget(ctx, logits)
+        events = s._prune_to_budget(ctx, logits, last=False)
         arch = argmax_arch(space, s.final_weights(logits))
     assert [(e["choice"], e["option"], e.get("block"), e["rule"]) for e in events] == [("inner", 256, 2, "fit")]
     assert (arch.depth, arch.hidden, arch.inner) == (2, 96, (256, 192))
@@ -252,7 +253,7 @@ def test_band_rule_prunes_to_the_pipeline_projection_of_the_same_weights():
         logits = darts_like_logits(space)
         with torch.no_grad():
             before = s.final_weights(logits)
-            events = s._prune_to_budget(ctx, logits)
+            events = s._prune_to_budget(ctx, logits, last=False)
             derived[rule] = argmax_arch(space, s.final_weights(logits))
         rules = {"band"} if rule == "band" else {"fit", "ratio"}
         assert events and all(e["reason"] == "budget" and e["rule"] in rules for e in events)
@@ -278,7 +279,7 @@ def test_band_rule_prunes_only_what_ranks_above_the_target():
     logits = darts_like_logits(space)
     with torch.no_grad():
         before = s.final_weights(logits)
-        events = s._prune_to_budget(ctx, logits)
+        events = s._prune_to_budget(ctx, logits, last=False)
         target = argmax_arch(space, s.final_weights(logits))
     pruned = {(e["choice"], e["option"], e.get("block")) for e in events}
     assert {("hidden", 128, None), ("hidden", 96, None)} <= pruned  # hidden 64 is the target's
@@ -291,6 +292,45 @@ def test_band_rule_prunes_only_what_ranks_above_the_target():
         assert e["target"] == target.to_dict()
     assert s._alive(("hidden", None)) == [space.hiddens.index(64)]
     assert len(s._alive(("depth", None))) == 4 and len(s._alive(("attention", None))) == 2
+
+
+def test_budget_defer_leaves_a_flat_choice_to_a_later_round():
+    """Seed 3's first budget round on ML-1M: flat depth weights, a hidden width that leads. Without deferral
+    the band rule prunes the depths above its shallow target at once; with `budget_defer` the depth choice
+    is left whole, the others are pruned, and the last round (which never defers) meets the budget."""
+    space = get_space("sasrec-ml1m")
+    flops = lambda a: cost.flops(a, 3416, 50)  # noqa: E731
+    ctx = SimpleNamespace(space=space, budget_flops=flops(space.max_arch()) / 3, flops=flops,
+                          projection_fill=PROJECTION_FILL)
+
+    def flat_depth_logits() -> ArchLogits:
+        logits = ArchLogits(space)
+        with torch.no_grad():
+            logits.depth.copy_(torch.log(torch.tensor([0.21, 0.20, 0.28, 0.31])))
+            logits.hidden.copy_(torch.log(torch.tensor([0.15, 0.75, 0.10])))
+            logits.attention[space.attentions.index("softmax")] = 3.0
+            logits.inner.normal_(0.0, 1.5, generator=torch.Generator().manual_seed(0))  # decided, not flat
+        return logits
+
+    def depth_events(events: list[dict[str, Any]]) -> set[str]:
+        return {e["reason"] for e in events if e["choice"] == "depth"}
+
+    plain, deferring = bare_recnas(space), bare_recnas(space, {"budget_defer": 0.5})
+    for s in (plain, deferring):
+        s._temperature = 1.0
+    plain_logits, deferring_logits = flat_depth_logits(), flat_depth_logits()
+    with torch.no_grad():
+        plain_events = plain._prune_to_budget(ctx, plain_logits, last=False)
+        deferred_events = deferring._prune_to_budget(ctx, deferring_logits, last=False)
+        assert depth_events(plain_events) == {"budget"} and len(plain._alive(("depth", None))) < 4
+        assert depth_events(deferred_events) == {"budget_deferred"} and len(deferring._alive(("depth", None))) == 4
+        # the choices that are not flat were pruned alike
+        others = lambda events: {(e["choice"], e["option"], e.get("block"), e["reason"])  # noqa: E731
+                                 for e in events if e["choice"] != "depth"}
+        assert others(plain_events) == others(deferred_events) and others(plain_events)
+        last_events = deferring._prune_to_budget(ctx, deferring_logits, last=True)
+        assert "budget_deferred" not in {e["reason"] for e in last_events}
+        assert flops(argmax_arch(space, deferring.final_weights(deferring_logits))) <= ctx.budget_flops
 
 
 def test_budget_pruning_waits_until_the_temperature_is_low(splits, space):
