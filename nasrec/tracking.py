@@ -13,8 +13,8 @@ finish. Layout in the tracking store:
   arch (`arch.*` and `arch` JSON) and the trial configuration (`config.*`); metrics = FLOPs, params,
   latency, `valid/full/*` and `test/{full,uni100,pop100}/*` (`@` becomes `_at_`: `ndcg@10` is
   `ndcg_at_10`, since MLflow names allow no `@`), per-epoch curves `epoch/*` (step = epoch) and search
-  curves `search/*`; artifacts `arch.json`, `result.json`, `config.json`, `trace.json`; the model logged
-  with `mlflow.pytorch.log_model` (an MLflow 3 LoggedModel of the run); tag `pareto=true|false` after
+  curves `search/*`; artifacts `arch.json`, `result.json`, `config.json`, `trace.json`, `test_ranks.json`; the model
+  logged with `mlflow.pytorch.log_model` (an MLflow 3 LoggedModel of the run); tag `pareto=true|false` after
   `finish`. A failed trial's run is FAILED with tag `nasrec.error` and artifact `error.txt`.
 """
 
@@ -478,8 +478,11 @@ class SearchTracker:
             self._log_text(run_id, "arch.json", json.dumps(arch, indent=2, default=str))
             self._log_text(run_id, "result.json", json.dumps(result, indent=2, default=str))
             self._log_text(run_id, "config.json", json.dumps(config, indent=2, default=str))
-            if (run_dir / "trace.json").is_file():
-                self.client.log_artifact(run_id, str(run_dir / "trace.json"))
+            from nasrec.api import TEST_RANKS_FILE  # here: nasrec.api imports torch, this module stays light
+
+            for name in ("trace.json", TEST_RANKS_FILE):  # the ranks: `nasrec compare` from the artifacts alone
+                if (run_dir / name).is_file():
+                    self.client.log_artifact(run_id, str(run_dir / name))
             self._log_model(run_id, trial_id, run_dir / "model")
             self.client.set_terminated(run_id, "FINISHED")
         except BaseException as exc:

@@ -135,7 +135,7 @@ def test_trial_runs(search: dict[str, Any], trained: tuple[dict[str, Any], Path]
     assert [m.step for m in sorted(curve, key=lambda m: m.step)] == [1, 2]
     assert len(client.get_metric_history(run.info.run_id, "epoch/valid_ndcg_at_10")) == 2
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"arch.json", "result.json", "config.json"} <= names
+    assert {"arch.json", "result.json", "config.json", "test_ranks.json"} <= names
     logged = json.loads(Path(client.download_artifacts(run.info.run_id, "result.json")).read_text())
     assert logged["flops"] == search["results"]["t1"]["flops"]
     # The model: an MLflow LoggedModel of this run, in this experiment, loadable as the same network.
