@@ -131,6 +131,28 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+class StageClock:
+    """Seconds spent in each stage of a run (`train`, `search`, `retrain`), across interruptions: written to
+    `out/seconds.json` after every epoch, right after the epoch's checkpoint, so a run continued with
+    `--resume` reports the time of all the work it kept, not only the time since it was resumed."""
+
+    FILE = "seconds.json"
+
+    def __init__(self, out: Path, resume: bool) -> None:
+        self.path = out / self.FILE
+        self.spent: dict[str, float] = json.loads(self.path.read_text()) if resume and self.path.is_file() else {}
+        self._stage, self._before, self._start = "", 0.0, 0.0
+
+    def start(self, stage: str) -> None:
+        self._stage, self._before, self._start = stage, float(self.spent.get(stage, 0.0)), time.perf_counter()
+
+    def tick(self) -> float:
+        """The stage's seconds so far (the earlier runs' included), recorded."""
+        self.spent[self._stage] = self._before + time.perf_counter() - self._start
+        write_json(self.path, self.spent)
+        return self.spent[self._stage]
+
+
 def train(data: DataOptions | str = "synthetic", *, space: str = "tiny", arch: str | Arch = "max",
           out: str | Path = "runs/train", max_len: int | None = None, config: TrainConfig | None = None,
           resume: bool = False, device: str = "auto", on_epoch: Callable[[EpochLog, TrainState], None] | None = None,
@@ -163,10 +185,17 @@ def train(data: DataOptions | str = "synthetic", *, space: str = "tiny", arch: s
     torch.manual_seed(config.seed)
     dims = ModelDims.for_space(search_space, dataset.n_items, length).for_arch(chosen)
     model = ElasticSASRec(dims).to(run_device)
-    start = time.perf_counter()
+    clock = StageClock(out, resume)
+    clock.start("train")
+
+    def epoch_done(log: EpochLog, state: TrainState) -> None:
+        clock.tick()
+        if on_epoch is not None:
+            on_epoch(log, state)
+
     state = train_arch(model, chosen, splits.train, splits.valid, dataset.n_items, length, config,
-                       checkpoint=checkpoint, resume=resume, on_epoch=on_epoch)
-    train_seconds = time.perf_counter() - start
+                       checkpoint=checkpoint, resume=resume, on_epoch=epoch_done)
+    train_seconds = clock.tick()
 
     result, test_ranks = evaluated_arch(model, chosen, search_space.name, splits, length, config, state)
     curve = {k: result.pop(k) for k in ("epochs_run", "best_epoch", "stopped_by", "history")}

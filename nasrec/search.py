@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -23,6 +22,7 @@ import torch
 from nasrec import cost as cost_mod
 from nasrec.api import (
     DataOptions,
+    StageClock,
     check_sampled_protocols,
     data_summary,
     evaluated_arch,
@@ -142,6 +142,7 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
 
     torch.manual_seed(config.seed)
     supernet = ElasticSASRec(dims).to(device)
+    clock = StageClock(out, resume)  # search and retrain seconds across --resume
     supernet_file = out / "supernet.pt"
     search_done = _stage(out, "search")
     if resume and search_done.is_file():
@@ -154,17 +155,22 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         preference = None if done["preference"] is None else table_preference(done["preference"])
         extra = done.get("extra", {})
     else:
+        def search_epoch_done(epoch: int, row: dict[str, Any]) -> None:
+            clock.tick()
+            if on_search_epoch is not None:
+                on_search_epoch(epoch, row)
+
         ctx = SearchContext(supernet=supernet, space=space, search_train=splits.search_train,
                             arch_valid=splits.arch_valid, n_items=dataset.n_items, max_len=max_len,
                             budget_flops=config.budget_flops, epochs=config.search_epochs,
                             batch_size=config.batch_size, lr=config.lr, seed=config.seed, flops=flops,
-                            checkpoint=out / "search_checkpoint.pt", on_epoch=on_search_epoch,
+                            checkpoint=out / "search_checkpoint.pt", on_epoch=search_epoch_done,
                             resume=resume, all_windows=config.all_windows, window_stride=config.window_stride,
                             projection_fill=config.projection_fill)
         notify("search", {"strategy": strategy.name, "params": strategy.params, "steps": strategy.progress_steps(ctx)})
-        start = time.perf_counter()
+        clock.start("search")
         result: SearchResult = strategy.search(ctx)
-        search_seconds = time.perf_counter() - start
+        search_seconds = clock.tick()
         supernet.input_observer = None
         derived, trace, extra = result.arch, result.trace, result.extra
         preference = result.preference
@@ -193,10 +199,16 @@ def run_search(data: DataOptions | str, config: SearchConfig, out: str | Path = 
         torch.manual_seed(config.seed)
         model = ElasticSASRec(supernet.dims.for_arch(chosen)).to(device)
     notify("retrain", {"inherit": inherit})
-    start = time.perf_counter()
+    clock.start("retrain")
+
+    def retrain_epoch_done(log: EpochLog, state: TrainState) -> None:
+        clock.tick()
+        if on_retrain_epoch is not None:
+            on_retrain_epoch(log, state)
+
     state = train_arch(model, chosen, splits.train, splits.valid, dataset.n_items, max_len, train_config,
-                       checkpoint=out / "retrain_checkpoint.pt", resume=resume, on_epoch=on_retrain_epoch)
-    retrain_seconds = time.perf_counter() - start
+                       checkpoint=out / "retrain_checkpoint.pt", resume=resume, on_epoch=retrain_epoch_done)
+    retrain_seconds = clock.tick()
 
     result_json, test_ranks = evaluated_arch(model, chosen, space.name, splits, max_len, train_config, state)
     curve = {k: result_json.pop(k) for k in ("epochs_run", "best_epoch", "stopped_by", "history")}

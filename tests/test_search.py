@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +366,28 @@ def test_resume_after_an_interrupted_retrain_skips_the_search(data_file, flops_r
     (train_dir / "config.json").write_text(json.dumps({"data": {}, "space": SPACE, "arch": {}, "train": {}}))
     with pytest.raises(ConfigError, match="resume"):
         run_search(data_file, cfg, train_dir, resume=True)
+
+
+def test_a_resumed_retrain_reports_the_seconds_of_the_work_it_kept(data_file, flops_range, tmp_path):
+    cfg = config("darts", budget_at(flops_range, 0.5), retrain_epochs=3)
+    pause = 5.0
+
+    def pause_then_stop(log, _state) -> None:
+        if log.epoch == 1:
+            time.sleep(pause)  # inside epoch 2 as the clock sees it: its tick comes after this callback
+        if log.epoch == 2:
+            raise Interrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        run_search(data_file, cfg, out, on_retrain_epoch=pause_then_stop)
+    before = read_json(out / "seconds.json")
+    assert before["retrain"] >= pause and before["search"] > 0
+    resumed = run_search(data_file, cfg, out, resume=True)
+    assert resumed["retrain"]["epochs_run"] == 3
+    # Without the clock a resumed run reports only its own epoch 3, well under the pause.
+    assert resumed["retrain_seconds"] > before["retrain"]
+    assert resumed["search_seconds"] >= before["search"]  # read back from search.json, written after the last tick
 
 
 def test_resume_inside_the_search_continues_from_the_last_epoch(data_file, flops_range, tmp_path):

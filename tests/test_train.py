@@ -58,9 +58,11 @@ def test_resume_equals_uninterrupted(data_file: Path, tmp_path: Path) -> None:
 
     with pytest.raises(Stop):
         _train(data_file, tmp_path / "cut", epochs=3, on_epoch=stop_after_two)
+    kept = json.loads((tmp_path / "cut" / "seconds.json").read_text())["train"]  # epochs 1-2, recorded
     resumed = _train(data_file, tmp_path / "cut", epochs=3, resume=True)
     assert resumed["metrics"] == full["metrics"]
     assert resumed["train"]["epochs_run"] == 3
+    assert resumed["train"]["seconds"] > kept > 0  # the kept epochs' seconds, and epoch 3's
 
 
 def test_resume_checks(data_file: Path, tmp_path: Path) -> None:
