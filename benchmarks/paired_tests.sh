@@ -77,7 +77,7 @@ if [ "$n" -gt 0 ]; then
 fi
 fi
 
-if [ "$part" != ml1m ]; then  # Amazon Beauty, seeds 0 and 1 of each row
+if [ "$part" != ml1m ]; then  # Amazon Beauty, seeds 0 and 1 of each row (and seed 2 of three rows)
     b=$out/beauty10 b1s=$out/beauty10-seed1 b1o=$out/beauty10-others-seed1 k=__7.92e_06
     bmax=("$b/max_arch" "$b1o/max_arch")
     bdarts=("$b/darts_weight_step_sandwich$k" "$b1o/darts_weight_step_sandwich$k")
@@ -97,5 +97,16 @@ if [ "$part" != ml1m ]; then  # Amazon Beauty, seeds 0 and 1 of each row
         compare beauty-recnas-band-vs-max "${brecnas_band[@]}" -- "${bmax[@]}"
         compare beauty-recnas-band-vs-recnas "${brecnas_band[@]}" -- "${brecnas[@]}"
         compare beauty-recnas-band-vs-darts "${brecnas_band[@]}" -- "${bdarts[@]}"
+    fi
+    # session 16: seed 2 of the max arch, DARTS (phase beauty10-others-seed2) and RecNAS's band rule, when all three
+    # have finished: three seeds each
+    b2o=$out/beauty10-others-seed2
+    mapfile -d '' seed2 < <(finished "$b2o/max_arch" "$b2o/darts_weight_step_sandwich$k" \
+        "$out/beauty10band-seed2/recnas_weight_step_sandwich$k")
+    if [ ${#seed2[@]} -eq 3 ] && [ ${#brecnas_band[@]} -eq 2 ]; then
+        bmax3=("${bmax[@]}" "${seed2[0]}") bdarts3=("${bdarts[@]}" "${seed2[1]}") brecnas3=("${brecnas_band[@]}" "${seed2[2]}")
+        compare beauty3-recnas-band-vs-max "${brecnas3[@]}" -- "${bmax3[@]}"
+        compare beauty3-darts-vs-max "${bdarts3[@]}" -- "${bmax3[@]}"
+        compare beauty3-recnas-band-vs-darts "${brecnas3[@]}" -- "${bdarts3[@]}"
     fi
 fi
