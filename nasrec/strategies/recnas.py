@@ -32,7 +32,8 @@ epoch's temperature:
      surviving weight is below (1 + d) / (its survivors) is left whole that round (a `budget_deferred` event):
      on ML-1M one seed's first budget round met flat depth weights (0.21 / 0.20 / 0.28 / 0.31) and pruned
      depths 4, 3 and 1 at once toward a two-block target, chosen by the other choices' weights. The last round
-     never defers, so the budget is met as without it.
+     never defers, so the budget is met as without it. Off by default: with d = 0.3 that seed's next round,
+     its depth weights no longer flat, pruned toward the same target (docs/benchmarks.md).
    - `greedy` (sessions 11-14): one candidate at a time. A *move* makes a cheaper survivor s of a choice c
      the argmax of c (FLOPs of A with c set to s below FLOPs(A)); it saves F(A) - F(A[c:=s]) FLOPs and costs
      the weight of the survivors of c ranked above s (all of them must go). If some move brings A within B,
