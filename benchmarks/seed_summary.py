@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from math import comb
 from pathlib import Path
 
+from nasrec.compare import arch_label
+
 EXACT_LIMIT = 20_000  # splits enumerated exactly up to this many, sampled beyond
 
 
@@ -31,13 +33,6 @@ class Run:
     flops: float
     ndcg: float
     seconds: float  # search + retrain, or training for a reference arch
-
-
-def arch_label(arch: dict) -> str:
-    inner = arch["inner"] if isinstance(arch["inner"], list) else [arch["inner"]] * arch["depth"]
-    gates = arch.get("gates") or 0
-    label = f"L{arch['depth']} h{arch['hidden']} i{'.'.join(map(str, inner))} {arch['attention']}"
-    return label + (f" g{gates}" if gates else "")
 
 
 def load_run(directory: Path) -> Run:

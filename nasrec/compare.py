@@ -126,11 +126,16 @@ def _read_run(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ConfigError(f"{run}: unreadable JSON ({exc})") from exc
 
 
-def run_label(result: dict[str, Any]) -> str:
-    """`easrec L2 h96 i128.128 softmax`: the strategy (`train` for a single trained arch) and the arch."""
-    arch = result["arch"]
+def arch_label(arch: dict[str, Any]) -> str:
+    """`L2 h96 i128.128 softmax g2` from an arch's JSON form (`g` and the gate count only when it has gates)."""
     inner = ".".join(str(i) for i in arch["inner"]) if isinstance(arch["inner"], list) else arch["inner"]
-    return f"{result.get('strategy') or 'train'} L{arch['depth']} h{arch['hidden']} i{inner} {arch['attention']}"
+    gates = arch.get("gates") or 0
+    return f"L{arch['depth']} h{arch['hidden']} i{inner} {arch['attention']}" + (f" g{gates}" if gates else "")
+
+
+def run_label(result: dict[str, Any]) -> str:
+    """`easrec L2 h96 i128.128 softmax g2`: the strategy (`train` for a single trained arch) and the arch."""
+    return f"{result.get('strategy') or 'train'} {arch_label(result['arch'])}"
 
 
 def run_metric(run: str | Path, metric: str, data: SequenceData, test: EvalSet | None = None) -> RunMetric:
