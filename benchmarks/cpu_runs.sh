@@ -78,6 +78,13 @@
 #                sasrec-ml1m without linear attention: ProxylessNAS's sampled paths drift to linear attention, whose
 #                archs train slowly here; EASRec's leading rows fix the kind with attention=softmax. Same max arch, so
 #                the same budget)
+#        proxyless-ce-seedN, N = 0..9 (proxyless on the softmax-only space with lam=0: arch steps on cross-entropy
+#                alone, the budget left to the pipeline's guarantee; with the hinge its weights stayed near uniform and
+#                the resource term decided the argmax)
+#        proxyless-ce-sandwich-seedN, N = 0..9 (the same with weight_step=sandwich: every block and width trained alone)
+#        proxyless-ce-sandwich-ml1m-seedN, N = 0..9 (the same on sasrec-ml1m itself, linear attention included)
+#        ref-l2h96-seedN, N = 0..9 (L2 h96 i256.192 softmax, the arch every proxyless-ce-sandwich search was projected
+#                to, trained from scratch: what the inherited weights add)
 #        proxyless-sandwich-hinge-seedN, N = 0..9 (the same with weight_step=sandwich: its sampled paths trained linear
 #                attention ahead of softmax and its argmax kept linear attention; sandwich steps train every path alone)
 #        reproject-PHASE (PHASE's runs with the budget guarantee of session 13 (PROJECTION_FILL in nasrec/budget.py):
@@ -174,8 +181,18 @@ case $phase in
   proxyless-softmax-seed[0-9]) common=("${common[@]/#sasrec-ml1m/benchmarks/spaces/sasrec-ml1m-softmax.yaml}")
                  args=(--search-epochs 10 --seed "${phase#proxyless-softmax-seed}" --references ""
                        --strategy proxyless:resource_form=hinge) ;;
+  proxyless-ce-seed[0-9]) common=("${common[@]/#sasrec-ml1m/benchmarks/spaces/sasrec-ml1m-softmax.yaml}")
+                 args=(--search-epochs 10 --seed "${phase#proxyless-ce-seed}" --references ""
+                       --strategy proxyless:lam=0) ;;
+  proxyless-ce-sandwich-seed[0-9]) common=("${common[@]/#sasrec-ml1m/benchmarks/spaces/sasrec-ml1m-softmax.yaml}")
+                 args=(--search-epochs 10 --seed "${phase#proxyless-ce-sandwich-seed}" --references ""
+                       --strategy proxyless:lam=0,weight_step=sandwich) ;;
+  proxyless-ce-sandwich-ml1m-seed[0-9]) args=(--search-epochs 10 --seed "${phase#proxyless-ce-sandwich-ml1m-seed}"
+                 --references "" --strategy proxyless:lam=0,weight_step=sandwich) ;;
   proxyless-sandwich-hinge-seed[0-9]) args=(--search-epochs 10 --seed "${phase#proxyless-sandwich-hinge-seed}"
                  --references "" --strategy proxyless:resource_form=hinge,weight_step=sandwich) ;;
+  ref-l2h96-seed[0-9]) args=(--search-epochs 5 --seed "${phase#ref-l2h96-seed}" --references "" --strategy ""
+                 --arch '{"depth":2,"hidden":96,"inner":[256,192],"embedding":96,"heads":4,"attention":"softmax"}') ;;
   max-seed[0-9]) args=(--search-epochs 5 --seed "${phase#max-seed}" --references max --strategy "") ;;
   baselines) args=(--search-epochs 5 --references "" --strategy proxyless --strategy random) ;;
   budget2e8) common=("${common[@]/0.333x/0.6837x}")
@@ -187,7 +204,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), recnas10band-seedN (N 0-9), recnas10defer-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), proxyless-sandwich-hinge-seedN (N 0-9), proxyless-softmax-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10band-seedN (N 0-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), recnas10band-seedN (N 0-9), recnas10defer-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), proxyless-sandwich-hinge-seedN (N 0-9), proxyless-softmax-seedN (N 0-9), proxyless-ce-seedN (N 0-9), proxyless-ce-sandwich-seedN (N 0-9), proxyless-ce-sandwich-ml1m-seedN (N 0-9), ref-l2h96-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10band-seedN (N 0-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \

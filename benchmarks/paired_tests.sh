@@ -4,12 +4,12 @@
 # Each group is the per-user mean over its seeds; the phases named below must have run into OUT_DIR (the
 # session-15 rows, recnas10band and proxyless-softmax, count whichever seeds have finished).
 # The same for Amazon Beauty (phases beauty10*, budget 1/3 of the max FLOPs of sasrec-gowalla, 22,363 test users).
-#   bash benchmarks/paired_tests.sh OUT_DIR [ml1m|beauty|all]   (writes OUT_DIR/paired/NAME.json, prints a markdown
-#                                                                 table; default all)
+#   bash benchmarks/paired_tests.sh OUT_DIR [ml1m|beauty|proxyless|all]   (writes OUT_DIR/paired/NAME.json, prints a
+#                                   markdown table; default all; proxyless: only session 17's ProxylessNAS rows)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$1 part=${2:-all}
-case $part in ml1m|beauty|all) ;; *) echo "part must be ml1m, beauty or all, got $part" >&2; exit 2 ;; esac
+case $part in ml1m|beauty|proxyless|all) ;; *) echo "part must be ml1m, beauty, proxyless or all, got $part" >&2; exit 2 ;; esac
 py=${PYTHON:-.venv/bin/python}
 mkdir -p "$out/paired"
 finished() { local r; for r in "$@"; do [ -f "$r/result.json" ] && printf '%s\0' "$r"; done; }
@@ -41,7 +41,7 @@ PY
 }
 echo "| comparison | runs | mean NDCG@10 | baseline runs | mean NDCG@10 | ratio | difference [95% interval] | p |"
 echo "|---|---|---|---|---|---|---|---|"
-if [ "$part" != beauty ]; then
+if [ "$part" = ml1m ] || [ "$part" = all ]; then
 compare darts-vs-easrec "${darts[@]:0:4}" -- "${easrec4[@]}"
 if [ ${#darts[@]} -gt 4 ]; then  # every DARTS seed against the EASRec runs of the same seeds
     compare darts-vs-easrec-all "${darts[@]}" -- "${easrec7[@]:0:${#darts[@]}}"
@@ -77,7 +77,31 @@ if [ "$n" -gt 0 ]; then
 fi
 fi
 
-if [ "$part" != ml1m ]; then  # Amazon Beauty, seeds 0 and 1 of each row (and seed 2 of three rows)
+if [ "$part" != beauty ]; then
+# session 17: ProxylessNAS with lam=0 and sandwich weight steps (phases proxyless-ce-sandwich on the softmax-only space,
+# proxyless-ce-sandwich-ml1m on sasrec-ml1m), against the max arch and the other strategies' runs of the same seeds
+mapfile -d '' px_ce < <(finished "$out"/proxyless-ce-sandwich-seed{0..9}/proxyless_lam_0_weight_step_sandwich__1.95e_07)
+mapfile -d '' px_ce_full < <(finished \
+    "$out"/proxyless-ce-sandwich-ml1m-seed{0..9}/proxyless_lam_0_weight_step_sandwich__1.95e_07)
+mapfile -d '' px_hinge < <(finished "$out"/proxyless-softmax-seed{0..9}/proxyless_resource_form_hinge__1.95e_07)
+n=${#px_ce[@]}
+if [ "$n" -gt 0 ]; then
+    compare proxyless-ce-sandwich-vs-max "${px_ce[@]}" -- "${max[@]}"
+    compare proxyless-ce-sandwich-vs-proxyless-softmax "${px_ce[@]}" -- "${px_hinge[@]:0:$n}"
+    compare proxyless-ce-sandwich-vs-darts "${px_ce[@]}" -- "${darts[@]:0:$n}"
+    compare easrec-vs-proxyless-ce-sandwich "${easrec7[@]:0:$n}" -- "${px_ce[@]}"
+fi
+# the same arch (L2 h96 i256.192, seeds 0 and 1) trained from scratch (phase ref-l2h96-seedN): what inheriting adds
+mapfile -d '' scratch < <(finished "$out"/ref-l2h96-seed{0,1}/L2-h96-i256.192-e96-a4-softmax_arch)
+if [ ${#scratch[@]} -eq 2 ] && [ "$n" -ge 2 ]; then
+    compare proxyless-ce-sandwich-vs-scratch "${px_ce[@]:0:2}" -- "${scratch[@]}"
+fi
+if [ ${#px_ce_full[@]} -gt 0 ]; then
+    compare proxyless-ce-sandwich-ml1m-vs-max "${px_ce_full[@]}" -- "${max[@]}"
+fi
+fi
+
+if [ "$part" = beauty ] || [ "$part" = all ]; then  # Amazon Beauty, seeds 0 and 1 of each row (and seed 2 of three rows)
     b=$out/beauty10 b1s=$out/beauty10-seed1 b1o=$out/beauty10-others-seed1 k=__7.92e_06
     bmax=("$b/max_arch" "$b1o/max_arch")
     bdarts=("$b/darts_weight_step_sandwich$k" "$b1o/darts_weight_step_sandwich$k")

@@ -49,6 +49,10 @@ Resource term (arch step), on the exact expected FLOPs E[F] of the categorical s
   (The ProxylessNAS code's `mul#log` is CE * (log E / log B)^beta, a milder factor again.)
 
 Derive: the argmax of every choice.
+
+Measured (docs/benchmarks.md, ML-1M at a third of the max FLOPs, 10 search epochs): the two-path weights move slowly
+(the leading option of a choice at 0.35-0.5 after 10 epochs), so with a resource term on, the term decides the argmax;
+`lam=0` with `weight_step=sandwich` leaves the budget to the pipeline's guarantee and did better there.
 """
 
 from __future__ import annotations
