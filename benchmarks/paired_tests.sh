@@ -5,7 +5,7 @@
 # session-15 rows, recnas10band and proxyless-softmax, count whichever seeds have finished).
 # The same for Amazon Beauty (phases beauty10*, budget 1/3 of the max FLOPs of sasrec-gowalla, 22,363 test users).
 #   bash benchmarks/paired_tests.sh OUT_DIR [ml1m|beauty|proxyless|all]   (writes OUT_DIR/paired/NAME.json, prints a
-#                                   markdown table; default all; proxyless: only session 17's ProxylessNAS rows)
+#                                   markdown table; default all; proxyless: only the ProxylessNAS rows of sessions 17-18)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$1 part=${2:-all}
@@ -98,6 +98,29 @@ if [ ${#scratch[@]} -eq 2 ] && [ "$n" -ge 2 ]; then
 fi
 if [ ${#px_ce_full[@]} -gt 0 ]; then
     compare proxyless-ce-sandwich-ml1m-vs-max "${px_ce_full[@]}" -- "${max[@]}"
+fi
+# session 18: the same on sasrec-ml1m with estimator=pair_loss (phase proxyless-pair-ml1m), against the max arch,
+# the gate estimator's runs of the same seeds, DARTS and the softmax-only gate runs
+mapfile -d '' px_pair < <(finished \
+    "$out"/proxyless-pair-ml1m-seed{0..9}/proxyless_lam_0_weight_step_sandwich_estimator_pair_loss__1.95e_07)
+n=${#px_pair[@]}
+if [ "$n" -gt 0 ]; then
+    compare proxyless-pair-ml1m-vs-max "${px_pair[@]}" -- "${max[@]}"
+    compare proxyless-pair-ml1m-vs-darts "${px_pair[@]}" -- "${darts[@]:0:$n}"
+    compare proxyless-pair-ml1m-vs-ce-sandwich-softmax "${px_pair[@]}" -- "${px_ce[@]:0:$n}"
+    if [ ${#px_ce_full[@]} -ge "$n" ]; then
+        compare proxyless-pair-ml1m-vs-gate "${px_pair[@]}" -- "${px_ce_full[@]:0:$n}"
+    elif [ ${#px_ce_full[@]} -gt 0 ]; then  # the gate runs' seeds only
+        compare proxyless-pair-ml1m-vs-gate "${px_pair[@]:0:${#px_ce_full[@]}}" -- "${px_ce_full[@]}"
+    fi
+fi
+# the same with sandwich_attention=weights (phase proxyless-pair-sw-ml1m) against pair_loss alone, same seeds
+sw_run=proxyless_lam_0_weight_step_sandwich_estimator_pair_loss_sandwich_attention_weights__1.95e_07
+mapfile -d '' px_sw < <(finished "$out"/proxyless-pair-sw-ml1m-seed{0..9}/"$sw_run")
+n=${#px_sw[@]}
+if [ "$n" -gt 0 ] && [ ${#px_pair[@]} -ge "$n" ]; then
+    compare proxyless-pair-sw-ml1m-vs-max "${px_sw[@]}" -- "${max[@]}"
+    compare proxyless-pair-sw-ml1m-vs-pair "${px_sw[@]}" -- "${px_pair[@]:0:$n}"
 fi
 fi
 

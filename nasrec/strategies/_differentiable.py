@@ -59,6 +59,14 @@ COMMON_PARAMS: tuple[HyperParam, ...] = (
         "published); sandwich = the largest path plus one uniformly drawn path, each on its own loss, so "
         "every slice is trained to predict alone (counters the bias to shallow archs, docs/strategies.md)",
     ),
+    HyperParam(
+        "sandwich_attention",
+        "categorical",
+        "uniform",
+        choices=("uniform", "weights"),
+        help="with weight_step=sandwich, how each path's attention kind is drawn: uniform, or from the current "
+        "architecture weights (the kind the search leans to gets more of the shared weights' training)",
+    ),
 )
 
 
@@ -114,6 +122,14 @@ class DifferentiableStrategy(Strategy):
     def relax(self, logits: ArchLogits, epoch: int, *, arch_step: bool) -> ChoiceWeights:
         """Mixture weights for one step (DARTS: plain softmax)."""
         return logits.softmax()
+
+    def arch_loss(self, ctx: SearchContext, logits: ArchLogits, epoch: int, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, ChoiceWeights]:
+        """The arch step's task loss on arch-validation rows (its gradient reaches `logits`; its value is
+        the trace's `arch_loss`) and the weights the resource term reads. By default: the mixture that
+        `relax` gives."""
+        weights = self.relax(logits, epoch, arch_step=True)
+        return mixture_last_loss(ctx.supernet, ctx.space, inputs, targets, weights, gates=self.n_gates()), weights
 
     def resource_loss(self, ctx: SearchContext, weights: ChoiceWeights) -> torch.Tensor | None:
         """A term added to the arch loss (none by default)."""
@@ -176,8 +192,13 @@ class DifferentiableStrategy(Strategy):
                     fixed = self.relax(logits, epoch, arch_step=False)
                 fixed = ChoiceWeights(*(t.detach() for t in (fixed.hidden, fixed.inner, fixed.depth, fixed.attention)))
                 if self.params["weight_step"] == "sandwich":
+                    kinds = None
+                    if self.params["sandwich_attention"] == "weights":
+                        with torch.no_grad():
+                            kinds = self.final_weights(logits).attention
                     paths = tuple(path_weights(space, arch) for arch in sandwich_archs(
-                        space, self.candidate_mask(space), shared_inner=self.shares_inner(space)))
+                        space, self.candidate_mask(space), shared_inner=self.shares_inner(space),
+                        attention_weights=kinds))
                 else:
                     paths = (fixed,)
                 w_opt.zero_grad(set_to_none=True)
@@ -192,8 +213,7 @@ class DifferentiableStrategy(Strategy):
 
                 if epoch >= self.params["warmup_epochs"] and step % self.params["arch_every"] == 0:
                     xa, ya = next(arch_batches)
-                    weights = self.relax(logits, epoch, arch_step=True)
-                    a_loss = mixture_last_loss(model, space, xa, ya, weights, gates=self.n_gates())
+                    a_loss, weights = self.arch_loss(ctx, logits, epoch, xa, ya)
                     extra = self.resource_loss(ctx, weights)
                     total = a_loss if extra is None else a_loss + extra
                     self._check_finite(total, epoch, step, "architecture")

@@ -73,16 +73,26 @@ class CandidateMask:
 
 
 def sandwich_archs(space: SearchSpace, allowed: CandidateMask, *, shared_inner: bool, gates: int = 0,
-                   generator: torch.Generator | None = None) -> tuple[Arch, Arch]:
+                   generator: torch.Generator | None = None,
+                   attention_weights: torch.Tensor | None = None) -> tuple[Arch, Arch]:
     """The two single paths of a sandwich weight step: the largest allowed arch (widest hidden, deepest,
     widest inner in every block) and one drawn uniformly from the allowed options of every choice. The
-    attention kind of both is drawn uniformly (no kind is "larger")."""
+    attention kind of both is drawn uniformly (no kind is "larger"), or from `attention_weights` (one
+    draw per path, over the allowed kinds) when given."""
 
     def draw(mask: torch.Tensor) -> int:
         options = mask.nonzero().flatten()
         if options.numel() == 0:
             raise ValueError("sandwich_archs: a choice has no allowed option")
         return int(options[torch.randint(options.numel(), (1,), generator=generator)])
+
+    def draw_kind() -> int:
+        if attention_weights is None:
+            return draw(allowed.attention)
+        w = attention_weights.detach().float().cpu() * allowed.attention
+        if not w.sum() > 0:
+            raise ValueError("sandwich_archs: no allowed attention kind has weight")
+        return int(torch.multinomial(w, 1, generator=generator))
 
     def largest(mask: torch.Tensor, values: tuple[int, ...]) -> int:
         return max((i for i in range(len(values)) if mask[i]), key=lambda i: values[i])
@@ -95,7 +105,7 @@ def sandwich_archs(space: SearchSpace, allowed: CandidateMask, *, shared_inner: 
             inner = (widths[pick(allowed.inner[:d].all(0), widths)],) * d
         else:
             inner = tuple(widths[pick(allowed.inner[b], widths)] for b in range(d))
-        kind = space.attentions[draw(allowed.attention)]
+        kind = space.attentions[draw_kind()]
         return Arch(d, h, inner, space.embedding_widths(h)[0], space.heads[0], kind, gates)
 
     return arch(largest), arch(lambda mask, _values: draw(mask))

@@ -36,6 +36,14 @@ the total probability of the pair fixed). With the resource term's dense gradien
 Adam) that rescaling would undo the resource term's shift of mass into or out of the pair; with two
 options per choice it is a no-op.
 
+`estimator=pair_loss` (an option; the default `gate` is the method above): the same pairs and on members, but
+each pair member runs as its own single path (no grad, eval mode, the same arch-validation batch; every other
+choice held at the on members), and its loss L_m takes the place of dL/dg_m: the exact gradient of the pair's
+expected loss sum_m p'_m L_m, which dL/dg_m approximates to first order (`pair_loss_surrogate`). Why: on ML-1M
+(docs/benchmarks.md, session 18) the gate gradient pushed the attention weight to linear attention while the
+supernet's single paths had lower arch-validation loss with softmax attention (4 of 5 paths); `pair_loss` turned
+it back to softmax. Cost: 1 + (choices with >= 2 options) no-grad single-path forwards per arch step.
+
 Resource term (arch step), on the exact expected FLOPs E[F] of the categorical softmax(alpha)
 (differentiable in alpha; `expected_flops`), budget B:
 
@@ -59,10 +67,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
 
+from nasrec.arch import Arch, SearchSpace
 from nasrec.strategies._differentiable import (
     COMMON_PARAMS,
     ArchLogits,
@@ -71,7 +81,7 @@ from nasrec.strategies._differentiable import (
     relative_flops_penalty,
 )
 from nasrec.strategies.base import HyperParam, SearchContext, SearchResult, register_strategy
-from nasrec.strategies.mixture import ChoiceWeights, expected_flops, one_hot
+from nasrec.strategies.mixture import ChoiceWeights, expected_flops, mixture_last_loss, one_hot, path_weights
 
 
 def per_candidate(weights: torch.Tensor, active: Sequence[bool]) -> tuple[torch.Tensor, ...]:
@@ -111,6 +121,92 @@ def two_path_gate(logits: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     return pair_gate(logits, pair, on), pair.tolist()
 
 
+@dataclass(frozen=True)
+class PathIndex:
+    """One single path as option indices into the space's choices (inner: one per block of the deepest depth)."""
+
+    hidden: int
+    depth: int
+    attention: int
+    inner: tuple[int, ...]
+
+    def arch(self, space: SearchSpace, gates: int = 0) -> Arch:
+        h, d = space.hiddens[self.hidden], space.depths[self.depth]
+        widths = space.inner_widths(h)
+        return Arch(d, h, tuple(widths[self.inner[b]] for b in range(d)), space.embedding_widths(h)[0],
+                    space.heads[0], space.attentions[self.attention], gates)
+
+
+def pair_loss_surrogate(ctx: SearchContext, logits: ArchLogits, inputs: torch.Tensor, targets: torch.Tensor, *,
+                        shared_inner: bool, gates: int = 0) -> torch.Tensor:
+    """The `pair_loss` arch step: a surrogate whose value is the base path's loss and whose gradient is, per
+    choice c with pair {i, j} and p' = softmax(alpha_c[{i, j}]), sum_m L_m p'_m (delta_km - p'_k) - the
+    two-path gradient with each pair member's own loss L_m in place of dL/dg_m.
+
+    The pairs and their on members are drawn as in the gate estimator; the base path takes every choice's on
+    member, and for each choice its off member is run with every other choice held at the base. Every path
+    runs alone (its slice only) without grad and in eval mode, on the same batch, so batch difficulty and
+    dropout cancel in L_i - L_j. Cost: 1 + (number of choices with >= 2 options) no-grad single-path
+    forwards, inner rows counted for the base depth's blocks (8 at most on `sasrec-ml1m`)."""
+    space, model = ctx.space, ctx.supernet
+    n_rows = space.depths[-1]
+
+    with torch.no_grad():
+        probs = logits.softmax()
+
+    def pick(p: torch.Tensor) -> tuple[list[int], int]:
+        if p.numel() == 1:
+            return [0, 0], 0
+        pair, on = draw_pair(p)
+        return pair.tolist(), on
+
+    hidden, depth, attention = pick(probs.hidden), pick(probs.depth), pick(probs.attention)
+    inner = [pick(probs.inner.mean(0))] * n_rows if shared_inner else [pick(row) for row in probs.inner]
+    base = PathIndex(hidden[0][hidden[1]], depth[0][depth[1]], attention[0][attention[1]],
+                     tuple(p[on] for p, on in inner))
+
+    # (alpha row, its pair, which member is on, the path with this choice flipped to the off member)
+    flips: list[tuple[torch.Tensor, list[int], int, PathIndex]] = []
+    if logits.hidden.numel() > 1:
+        flips.append((logits.hidden, *hidden, replace(base, hidden=hidden[0][1 - hidden[1]])))
+    if logits.depth.numel() > 1:
+        flips.append((logits.depth, *depth, replace(base, depth=depth[0][1 - depth[1]])))
+    if logits.attention.numel() > 1:
+        flips.append((logits.attention, *attention, replace(base, attention=attention[0][1 - attention[1]])))
+    if logits.inner.shape[1] > 1:
+        if shared_inner:  # one flip for every block; every row's own p' carries the gradient (as `gate`)
+            pair, on = inner[0]
+            off = replace(base, inner=(pair[1 - on],) * n_rows)
+            flips += [(row, pair, on, off) for row in logits.inner]
+        else:  # the blocks the base path runs; deeper rows do not change its loss
+            for b in range(space.depths[base.depth]):
+                pair, on = inner[b]
+                flipped = list(base.inner)
+                flipped[b] = pair[1 - on]
+                flips.append((logits.inner[b], pair, on, replace(base, inner=tuple(flipped))))
+
+    losses: dict[PathIndex, float] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for path in [base] + [off for *_, off in flips]:
+                if path not in losses:
+                    weights = path_weights(space, path.arch(space, gates))
+                    losses[path] = float(mixture_last_loss(model, space, inputs, targets, weights, gates=gates))
+    finally:
+        model.train(was_training)
+
+    if not flips:  # nothing to choose: a constant the arch step can still backpropagate (to no alpha)
+        return torch.tensor(losses[base]) + 0.0 * logits.hidden.sum()
+    surrogate = torch.tensor(losses[base])
+    for row, pair, on, off in flips:
+        member_loss = torch.tensor([losses[base], losses[off]] if on == 0 else [losses[off], losses[base]])
+        expected = (torch.softmax(row[pair], -1) * member_loss).sum()
+        surrogate = surrogate + (expected - expected.detach())  # adds 0 to the value, the pair's gradient
+    return surrogate
+
+
 @register_strategy
 class Proxyless(DifferentiableStrategy):
     name = "proxyless"
@@ -138,6 +234,15 @@ class Proxyless(DifferentiableStrategy):
         ),
         HyperParam(
             "beta", "float", 0.6, 0.0, 5.0, help="exponent of the multiplicative resource form", tune=(0.1, 2.0)
+        ),
+        HyperParam(
+            "estimator",
+            "categorical",
+            "gate",
+            choices=("gate", "pair_loss"),
+            help="arch gradient: gate = dL/dg through the two-path binary gates (ProxylessNAS, BinaryConnect); "
+            "pair_loss = each choice's pair runs as two single paths on the same arch-valid batch and the "
+            "paths' losses take the place of dL/dg (the exact two-path expectation)",
         ),
     )
 
@@ -178,6 +283,15 @@ class Proxyless(DifferentiableStrategy):
             depth,
             per_candidate(attention, [k in attention_pair for k in range(n_a)]),  # type: ignore[arg-type]
         )
+
+    # -- pair_loss estimator -----------------------------------------------------------------------
+    def arch_loss(self, ctx: SearchContext, logits: ArchLogits, epoch: int, inputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, ChoiceWeights]:
+        if self.params["estimator"] == "gate":
+            return super().arch_loss(ctx, logits, epoch, inputs, targets)
+        self._probs = logits.softmax()
+        return pair_loss_surrogate(ctx, logits, inputs, targets, shared_inner=not self._inner_per_block,
+                                   gates=self.n_gates()), self._probs
 
     # -- resource term -----------------------------------------------------------------------------
     def resource_loss(self, ctx: SearchContext, weights: ChoiceWeights) -> torch.Tensor | None:

@@ -77,6 +77,36 @@ def test_sandwich_archs_respect_pruned_options_and_shared_inner(space):
         sandwich_archs(space, allowed, shared_inner=False)
 
 
+def test_sandwich_archs_draw_the_attention_kind_from_given_weights(space):
+    allowed = CandidateMask.everything(space)
+    gen = torch.Generator().manual_seed(2)
+    weights = torch.tensor([0.8, 0.2])  # softmax, linear
+    drawn = [a for _ in range(500) for a in sandwich_archs(space, allowed, shared_inner=False, generator=gen,
+                                                           attention_weights=weights)]
+    assert space.attentions == ("softmax", "linear")
+    share = sum(a.attention == "softmax" for a in drawn) / len(drawn)
+    assert 0.75 < share < 0.85  # uniform would give 0.5
+    allowed.attention[0] = False  # a pruned kind is never drawn, whatever its weight
+    assert all(a.attention == "linear" for _ in range(50)
+               for a in sandwich_archs(space, allowed, shared_inner=False, generator=gen, attention_weights=weights))
+    with pytest.raises(ValueError, match="no allowed attention kind has weight"):
+        sandwich_archs(space, allowed, shared_inner=False, attention_weights=torch.tensor([1.0, 0.0]))
+
+
+def test_sandwich_attention_weights_follow_the_search_weights(splits, space, make_ctx, monkeypatch):
+    calls = record_weight_losses(monkeypatch)
+    strategy = create_strategy("darts", {"weight_step": "sandwich", "sandwich_attention": "weights",
+                                         "warmup_epochs": 1})
+    linear = space.attentions.index("linear")
+    # the search's weights put everything on linear attention: every sandwich path takes it
+    only_linear = torch.eye(len(space.attentions))[linear]
+    monkeypatch.setattr(strategy, "final_weights",
+                        lambda logits: dataclasses.replace(logits.softmax(), attention=only_linear))
+    strategy.search(make_ctx(splits, space, float("inf")))
+    assert calls and all(int(w.attention.argmax()) == linear for w in calls)
+    assert create_strategy("darts").params["sandwich_attention"] == "uniform"
+
+
 def is_one_hot(t: torch.Tensor) -> bool:
     return bool(((t == 0) | (t == 1)).all() and (t.sum(-1) == 1).all())
 

@@ -100,7 +100,9 @@ def test_declared_hyperparameters():
     s = create_strategy("proxyless")
     assert isinstance(s, Proxyless)
     assert s.params["lam"] == 0.1 and s.params["resource_form"] == "additive"
-    assert s.params["beta"] == 0.6 and s.params["warmup_epochs"] == 1
+    assert s.params["beta"] == 0.6 and s.params["warmup_epochs"] == 1 and s.params["estimator"] == "gate"
+    with pytest.raises(ConfigError, match="estimator"):
+        create_strategy("proxyless", {"estimator": "reinforce"})
     with pytest.raises(ConfigError, match="resource_form"):
         create_strategy("proxyless", {"resource_form": "log"})
     with pytest.raises(ConfigError, match="lam"):
@@ -277,3 +279,96 @@ def test_runs_through_the_pipeline(tmp_path):
     assert result["strategy"] == "proxyless" and result["flops"] <= 2.0e5
     assert result["strategy_params"]["lam"] == 1.0
     assert (tmp_path / "out" / "trace.json").is_file()
+
+
+
+def fake_path_loss(monkeypatch) -> list:
+    """Replace the supernet's loss in the pair_loss estimator by a known function of the path: softmax
+    attention costs 1, the widest hidden 2, each block past the first 3 and the widest inner width in the
+    first block 4. Returns the paths run, in order."""
+    from nasrec.strategies import proxyless
+    from nasrec.strategies.mixture import argmax_arch
+
+    seen: list = []
+
+    def loss(model, space, inputs, targets, weights, gates=0):
+        assert not torch.is_grad_enabled() and not model.training
+        arch = argmax_arch(space, weights, gates)
+        seen.append(arch)
+        widest_inner = arch.inner[0] == space.inner_widths(arch.hidden)[0]
+        return torch.tensor(1.0 * (arch.attention == "softmax") + 2.0 * (arch.hidden == space.hiddens[0])
+                            + 3.0 * (arch.depth - 1) + 4.0 * widest_inner)
+
+    monkeypatch.setattr(proxyless, "mixture_last_loss", loss)
+    return seen
+
+
+def test_pair_loss_gradient_is_the_pair_expectation_of_the_path_losses(splits, space, monkeypatch):
+    assert space.depths == (1, 2) and len(space.hiddens) == 2 and space.attentions == ("softmax", "linear")
+    ctx = make_ctx(splits, space)
+    seen = fake_path_loss(monkeypatch)
+    s = Proxyless({"estimator": "pair_loss"})
+    s._inner_per_block = True
+    logits = ArchLogits(space)  # uniform: every pair's p' is (0.5, 0.5), so dL/dalpha_k = (L_k - L_other) / 4
+    x, y = arch_batch(ctx)
+    ctx.supernet.train()
+    torch.manual_seed(0)
+    loss, weights = s.arch_loss(ctx, logits, 1, x, y)
+    assert ctx.supernet.training  # eval mode only while the paths run
+    base = seen[0]
+    assert float(loss.detach()) == (1.0 * (base.attention == "softmax") + 2.0 * (base.hidden == space.hiddens[0])
+                           + 3.0 * (base.depth - 1) + 4.0 * (base.inner[0] == space.inner_widths(base.hidden)[0]))
+    # one base path, then one flip each of hidden, depth, attention and the inner row of every block it runs
+    assert len(seen) == 1 + 3 + base.depth and len(set(seen)) == len(seen)
+    loss.backward()
+    assert logits.attention.grad.tolist() == pytest.approx([0.25, -0.25])
+    assert logits.hidden.grad.tolist() == pytest.approx([0.5, -0.5])
+    assert logits.depth.grad.tolist() == pytest.approx([-0.75, 0.75])
+    assert logits.inner.grad[0].tolist() == pytest.approx([1.0, -1.0])
+    assert logits.inner.grad[1].tolist() == [0.0, 0.0]  # no loss difference (or not run)
+    assert weights is s._probs  # the resource term reads this step's softmax
+    assert all(p.grad is None for p in ctx.supernet.parameters())
+
+
+def test_pair_loss_moves_the_weights_to_the_cheaper_loss_option(splits, space, monkeypatch):
+    ctx = make_ctx(splits, space)
+    fake_path_loss(monkeypatch)
+    result = create_strategy("proxyless", {"estimator": "pair_loss", "lam": 0.0, "warmup_epochs": 0,
+                                           "arch_lr": 0.2}).search(ctx)
+    weights = result.trace[-1]["weights"]
+    assert weights["attention"]["linear"] > 0.6 and weights["depth"]["1"] > 0.6
+    assert weights["hidden"][str(space.hiddens[1])] > 0.6
+    assert result.arch.attention == "linear" and result.arch.depth == 1 and result.arch.hidden == space.hiddens[1]
+
+
+def test_pair_loss_search_runs_single_paths_and_is_deterministic(splits, three_hidden, monkeypatch):
+    ctx = make_ctx(splits, three_hidden)
+    seen = count_passes(monkeypatch, ctx.supernet)
+    params = {"estimator": "pair_loss", "warmup_epochs": 0, "arch_lr": 0.05}
+    result = create_strategy("proxyless", params).search(ctx)
+    assert set(ctx.source.steps) == STEPS
+    n_weights = sum(what == "weights" for what, _ in ctx.source.steps)
+    n_arch = sum(what == "arch" for what, _ in ctx.source.steps)
+    # every arch step: 1 base path + hidden, depth, attention flips + 1 or 2 inner rows, each its own pass
+    assert 5 * n_arch <= len(seen["hidden"]) - n_weights <= 6 * n_arch
+    assert result.trace[-1]["arch_loss"] is not None
+    again = create_strategy("proxyless", params).search(make_ctx(splits, three_hidden))
+    assert again.arch == result.arch and again.trace == result.trace
+
+
+def test_pair_loss_shared_inner_flips_every_block_at_once(splits, tmp_path, monkeypatch):
+    path = tmp_path / "shared.yaml"
+    path.write_text(THREE_HIDDEN.replace("name: three-hidden", "name: shared")
+                    .replace("  embedding: tied", "  inner_per_block: false\n  embedding: tied"))
+    shared = get_space(str(path))
+    ctx = make_ctx(splits, shared)
+    seen = fake_path_loss(monkeypatch)
+    s = Proxyless({"estimator": "pair_loss"})
+    s._inner_per_block = False
+    logits = ArchLogits(shared)
+    torch.manual_seed(0)
+    loss, _ = s.arch_loss(ctx, logits, 1, *arch_batch(ctx))
+    assert all(len(set(a.inner)) == 1 for a in seen)  # one width for every block of every path
+    assert len(seen) == 1 + 3 + 1
+    loss.backward()
+    assert all(logits.inner.grad[b].abs().sum() > 0 for b in range(shared.depths[-1]))
