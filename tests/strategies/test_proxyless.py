@@ -372,3 +372,25 @@ def test_pair_loss_shared_inner_flips_every_block_at_once(splits, tmp_path, monk
     assert len(seen) == 1 + 3 + 1
     loss.backward()
     assert all(logits.inner.grad[b].abs().sum() > 0 for b in range(shared.depths[-1]))
+
+
+def test_pair_loss_on_a_space_with_nothing_to_choose_is_the_path_loss(splits, tmp_path):
+    path = tmp_path / "fixed.yaml"
+    path.write_text(THREE_HIDDEN.replace("name: three-hidden", "name: fixed").replace("depth: [1, 2]", "depth: [2]")
+                    .replace("hidden: [32, 24, 16]", "hidden: [32]")
+                    .replace("intensities: [0.0, 0.5]", "intensities: [0.0]")
+                    .replace("attention: [softmax, linear]", "attention: [softmax]"))
+    fixed = get_space(str(path))
+    assert len(fixed) == 1
+    ctx = make_ctx(splits, fixed)
+    s = Proxyless({"estimator": "pair_loss"})
+    logits = ArchLogits(fixed)
+    x, y = arch_batch(ctx)
+    loss, _ = s.arch_loss(ctx, logits, 1, x, y)
+    loss.backward()  # the arch step can still step (its optimizer sees zero gradients)
+    assert all(p.grad is None or not p.grad.any() for p in logits.parameters())
+    arch = next(iter(fixed))
+    ctx.supernet.eval()
+    with torch.no_grad():
+        expected = mixture_last_loss(ctx.supernet, fixed, x, y, mixture.path_weights(fixed, arch))
+    assert float(loss.detach()) == pytest.approx(float(expected))
