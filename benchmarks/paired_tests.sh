@@ -5,7 +5,7 @@
 # session-15 rows, recnas10band and proxyless-softmax, count whichever seeds have finished).
 # The same for Amazon Beauty (phases beauty10*, budget 1/3 of the max FLOPs of sasrec-gowalla, 22,363 test users).
 #   bash benchmarks/paired_tests.sh OUT_DIR [ml1m|beauty|proxyless|all]   (writes OUT_DIR/paired/NAME.json, prints a
-#                                   markdown table; default all; proxyless: only the ProxylessNAS rows of sessions 17-18)
+#                                   markdown table; default all; proxyless: only the ProxylessNAS rows of sessions 17-19)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$1 part=${2:-all}
@@ -121,6 +121,19 @@ n=${#px_sw[@]}
 if [ "$n" -gt 0 ] && [ ${#px_pair[@]} -ge "$n" ]; then
     compare proxyless-pair-sw-ml1m-vs-max "${px_sw[@]}" -- "${max[@]}"
     compare proxyless-pair-sw-ml1m-vs-pair "${px_sw[@]}" -- "${px_pair[@]:0:$n}"
+fi
+# session 19: pair_loss with 20 search epochs (phase proxyless-pair20-ml1m) against the max arch, 10-epoch pair_loss
+# and the softmax-only gate runs of the same seeds
+mapfile -d '' px_pair20 < <(finished \
+    "$out"/proxyless-pair20-ml1m-seed{0..9}/proxyless_lam_0_weight_step_sandwich_estimator_pair_loss__1.95e_07)
+n=${#px_pair20[@]}
+if [ "$n" -gt 0 ]; then
+    compare proxyless-pair20-ml1m-vs-max "${px_pair20[@]}" -- "${max[@]}"
+    [ ${#px_ce[@]} -ge "$n" ] && compare proxyless-pair20-ml1m-vs-ce-sandwich-softmax "${px_pair20[@]}" -- "${px_ce[@]:0:$n}"
+    [ ${#darts[@]} -ge "$n" ] && compare proxyless-pair20-ml1m-vs-darts "${px_pair20[@]}" -- "${darts[@]:0:$n}"
+    m=$(( n < ${#px_pair[@]} ? n : ${#px_pair[@]} ))  # the 10-epoch runs are the first half of these (same seeds)
+    compare easrec-vs-proxyless-pair20-ml1m "${easrec7[@]:0:$n}" -- "${px_pair20[@]}"
+    [ "$m" -gt 0 ] && compare proxyless-pair20-ml1m-vs-pair "${px_pair20[@]:0:$m}" -- "${px_pair[@]:0:$m}"
 fi
 fi
 

@@ -132,13 +132,17 @@ def train(
     console.print(f"wrote {out / 'result.json'} and {out / 'model'}/")
 
 
-def _parse_sets(pairs: list[str]) -> dict[str, str]:
+def _parse_sets(entries: list[str]) -> dict[str, str]:
+    """`--set a=1 --set b=x` and `--set a=1,b=x` alike (no declared hyper-parameter type takes a comma)."""
     params: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise NasrecError(f"--set expects key=value, got {pair!r}")
-        params[key.strip()] = value.strip()
+    for entry in entries:
+        for pair in entry.split(","):
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise NasrecError(f"--set expects key=value (several: a=1,b=2 or repeated --set), got {pair!r}")
+            if key.strip() in params:
+                raise NasrecError(f"--set {key.strip()} is given twice")
+            params[key.strip()] = value.strip()
     return params
 
 
@@ -194,8 +198,8 @@ def search(
                                                    "the budget is replaced by the most preferred arch costing "
                                                    "this share of the budget or more (0: any arch within it).")
                                ] = PROJECTION_FILL,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Strategy hyper-parameter key=value "
-                                                   "(held fixed in trials).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Strategy hyper-parameter key=value, "
+                                                   "repeatable or comma-separated (held fixed in trials).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads of a single run (trials use "
                                                 "--cpus-per-trial).")] = None,
     device: DeviceOpt = "auto",

@@ -52,6 +52,12 @@ CASES = [
     ("set-not-numeric", [*SEARCH, "--strategy", "random", "--set", "n_candidates=many", "--data", "{data}"],
      ["n_candidates", "int"]),
     ("set-not-key-value", [*SEARCH, "--set", "arch_lr", "--data", "{data}"], ["key=value"]),
+    ("set-comma-not-key-value", [*SEARCH, "--set", "arch_lr=0.01,warmup", "--data", "{data}"],
+     ["key=value", "'warmup'"]),
+    ("set-comma-second-out-of-range", [*SEARCH, "--strategy", "darts", "--set", "warmup_epochs=0,arch_lr=5",
+                                       "--data", "{data}"], ["arch_lr", "range"]),
+    ("set-key-twice", [*SEARCH, "--set", "arch_lr=0.01", "--set", "arch_lr=0.02", "--data", "{data}"],
+     ["arch_lr", "twice"]),
     ("budget-below-min", [*SEARCH[:1], "--budget-flops", "1000", "--data", "{data}"],
      ["below the smallest arch", "FLOPs"]),
     ("budget-missing", ["search", "--data", "{data}"], ["--budget-flops"]),
@@ -118,6 +124,13 @@ def test_error_message_is_printed_verbatim(tmp_path, capsys, monkeypatch):
     bad.write_text("1 5 6 7\n[/x] 5 6\n")
     code, _, err = run_main(["data", "stats", str(bad)], capsys, monkeypatch)
     assert_one_line_error(code, err, "brackets.txt:2", "[/x]")
+
+
+def test_set_pairs_repeated_or_comma_separated_are_the_same():
+    repeated = cli._parse_sets(["lam=0", "weight_step=sandwich", "estimator=pair_loss"])
+    assert cli._parse_sets(["lam=0,weight_step=sandwich", "estimator=pair_loss"]) == repeated
+    assert cli._parse_sets([" lam = 0 , weight_step=sandwich,estimator=pair_loss"]) == repeated
+    assert repeated == {"lam": "0", "weight_step": "sandwich", "estimator": "pair_loss"}
 
 
 ENTRY_CASES = [
