@@ -131,8 +131,8 @@ if [ "$n" -gt 0 ]; then
     compare proxyless-pair20-ml1m-vs-max "${px_pair20[@]}" -- "${max[@]}"
     [ ${#px_ce[@]} -ge "$n" ] && compare proxyless-pair20-ml1m-vs-ce-sandwich-softmax "${px_pair20[@]}" -- "${px_ce[@]:0:$n}"
     [ ${#darts[@]} -ge "$n" ] && compare proxyless-pair20-ml1m-vs-darts "${px_pair20[@]}" -- "${darts[@]:0:$n}"
-    m=$(( n < ${#px_pair[@]} ? n : ${#px_pair[@]} ))  # the 10-epoch runs are the first half of these (same seeds)
     compare easrec-vs-proxyless-pair20-ml1m "${easrec7[@]:0:$n}" -- "${px_pair20[@]}"
+    m=$(( n < ${#px_pair[@]} ? n : ${#px_pair[@]} ))  # the 10-epoch runs are the first half of these (same seeds)
     [ "$m" -gt 0 ] && compare proxyless-pair20-ml1m-vs-pair "${px_pair20[@]:0:$m}" -- "${px_pair[@]:0:$m}"
 fi
 fi

@@ -137,12 +137,12 @@ def _parse_sets(entries: list[str]) -> dict[str, str]:
     params: dict[str, str] = {}
     for entry in entries:
         for pair in entry.split(","):
-            key, sep, value = pair.partition("=")
-            if not sep or not key.strip():
+            key, sep, value = (part.strip() for part in pair.partition("="))
+            if not sep or not key:
                 raise NasrecError(f"--set expects key=value (several: a=1,b=2 or repeated --set), got {pair!r}")
-            if key.strip() in params:
-                raise NasrecError(f"--set {key.strip()} is given twice")
-            params[key.strip()] = value.strip()
+            if key in params:
+                raise NasrecError(f"--set {key} is given twice")
+            params[key] = value
     return params
 
 
