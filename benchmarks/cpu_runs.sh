@@ -88,7 +88,8 @@
 #        proxyless-pair-sw-ml1m-seedN, N = 0..9 (the same with sandwich_attention=weights: the sandwich paths' attention
 #                kind drawn from the arch weights, not uniformly)
 #        proxyless-pair20-ml1m-seedN, N = 0..9 (proxyless-pair-ml1m with 20 search epochs: with two attention kinds
-#                drawn uniformly, the softmax slices get as many sandwich steps as in 10 epochs on the softmax-only space)
+#                drawn uniformly, the softmax slices get as many sandwich steps as in 10 epochs on the softmax-only space;
+#                proxyless-pairE-ml1m-seedN, E = 15..19: the same with E search epochs)
 #        ref-l2h96-seedN, N = 0..9 (L2 h96 i256.192 softmax, the arch every proxyless-ce-sandwich search was projected
 #                to, trained from scratch: what the inherited weights add)
 #        proxyless-sandwich-hinge-seedN, N = 0..9 (the same with weight_step=sandwich: its sampled paths trained linear
@@ -197,7 +198,9 @@ case $phase in
                  --references "" --strategy proxyless:lam=0,weight_step=sandwich) ;;
   proxyless-pair-ml1m-seed[0-9]) args=(--search-epochs 10 --seed "${phase#proxyless-pair-ml1m-seed}"
                  --references "" --strategy proxyless:lam=0,weight_step=sandwich,estimator=pair_loss) ;;
-  proxyless-pair20-ml1m-seed[0-9]) args=(--search-epochs 20 --seed "${phase#proxyless-pair20-ml1m-seed}"
+  proxyless-pair1[5-9]-ml1m-seed[0-9]|proxyless-pair20-ml1m-seed[0-9])
+                 epochs=${phase#proxyless-pair} epochs=${epochs%%-*}
+                 args=(--search-epochs "$epochs" --seed "${phase##*-seed}"
                  --references "" --strategy proxyless:lam=0,weight_step=sandwich,estimator=pair_loss) ;;
   proxyless-pair-sw-ml1m-seed[0-9]) args=(--search-epochs 10 --seed "${phase#proxyless-pair-sw-ml1m-seed}"
                  --references "" --strategy proxyless:lam=0,weight_step=sandwich,estimator=pair_loss,sandwich_attention=weights) ;;
@@ -216,7 +219,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), recnas10band-seedN (N 0-9), recnas10defer-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), proxyless-sandwich-hinge-seedN (N 0-9), proxyless-softmax-seedN (N 0-9), proxyless-ce-seedN (N 0-9), proxyless-ce-sandwich-seedN (N 0-9), proxyless-ce-sandwich-ml1m-seedN (N 0-9), proxyless-pair-ml1m-seedN (N 0-9), proxyless-pair-sw-ml1m-seedN (N 0-9), proxyless-pair20-ml1m-seedN (N 0-9), ref-l2h96-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10band-seedN (N 0-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), recnas10band-seedN (N 0-9), recnas10defer-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), proxyless-sandwich-hinge-seedN (N 0-9), proxyless-softmax-seedN (N 0-9), proxyless-ce-seedN (N 0-9), proxyless-ce-sandwich-seedN (N 0-9), proxyless-ce-sandwich-ml1m-seedN (N 0-9), proxyless-pair-ml1m-seedN (N 0-9), proxyless-pair-sw-ml1m-seedN (N 0-9), proxyless-pair20-ml1m-seedN and proxyless-pairE-ml1m-seedN (E 15-19, N 0-9), ref-l2h96-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10band-seedN (N 0-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \

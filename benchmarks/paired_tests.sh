@@ -135,6 +135,14 @@ if [ "$n" -gt 0 ]; then
     m=$(( n < ${#px_pair[@]} ? n : ${#px_pair[@]} ))  # the 10-epoch runs are the first half of these (same seeds)
     [ "$m" -gt 0 ] && compare proxyless-pair20-ml1m-vs-pair "${px_pair20[@]:0:$m}" -- "${px_pair[@]:0:$m}"
 fi
+# the same with 15 search epochs (phase proxyless-pair15-ml1m) against the max arch and 20 epochs, same seeds
+mapfile -d '' px_pair15 < <(finished \
+    "$out"/proxyless-pair15-ml1m-seed{0..9}/proxyless_lam_0_weight_step_sandwich_estimator_pair_loss__1.95e_07)
+n=${#px_pair15[@]}
+if [ "$n" -gt 0 ] && [ ${#px_pair20[@]} -ge "$n" ]; then
+    compare proxyless-pair15-ml1m-vs-max "${px_pair15[@]}" -- "${max[@]}"
+    compare proxyless-pair15-ml1m-vs-pair20 "${px_pair15[@]}" -- "${px_pair20[@]:0:$n}"
+fi
 fi
 
 if [ "$part" = beauty ] || [ "$part" = all ]; then  # Amazon Beauty, seeds 0 and 1 of each row (and seed 2 of three rows)
