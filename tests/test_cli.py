@@ -133,6 +133,15 @@ def test_set_pairs_repeated_or_comma_separated_are_the_same():
     assert repeated == {"lam": "0", "weight_step": "sandwich", "estimator": "pair_loss"}
 
 
+def test_no_declared_choice_contains_the_set_separator():
+    """`--set a=1,b=2` splits on commas, so no categorical value of any strategy may hold one."""
+    from nasrec.strategies.base import list_strategies
+
+    values = [str(choice) for cls in list_strategies().values() for p in cls.hyperparams for choice in p.choices or ()]
+    assert values, "no categorical hyper-parameters found: the check would pass vacuously"
+    assert not [v for v in values if "," in v]
+
+
 ENTRY_CASES = [
     (["search", "--strategy", "nope", "--budget-flops", "3e5"], ["unknown strategy 'nope'", "darts"]),
     (["data", "stats", "{bad:malformed}"], ["malformed.txt:2"]),
