@@ -219,7 +219,11 @@ def _check_resumable(out: Path, run_config: dict[str, Any]) -> None:
     earlier["train"] = {**TrainConfig().to_dict(), **earlier.get("train", {})}
 
     def fixed(config: dict[str, Any]) -> dict[str, Any]:
-        train = {k: v for k, v in config.get("train", {}).items() if k not in STOPPING_RULES}
+        train = config.get("train", {})
+        # A decaying learning rate ends at --epochs: there, the epoch count is part of what is trained.
+        free = STOPPING_RULES if train.get("lr_schedule", "constant") == "constant" else (
+            tuple(r for r in STOPPING_RULES if r != "epochs"))
+        train = {k: v for k, v in train.items() if k not in free}
         return {**config, "train": train}
 
     before, now = fixed(earlier), fixed(run_config)

@@ -78,6 +78,9 @@ def train(
     epochs: Annotated[int, typer.Option(min=1)] = 200,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    lr_schedule: Annotated[str, typer.Option(help="constant, or linear|cosine decay towards 0 over --epochs "
+                                             "(per step).")] = "constant",
+    warmup_epochs: Annotated[float, typer.Option(min=0.0, help="Linear learning-rate warm-up, in epochs.")] = 0.0,
     patience: Annotated[int, typer.Option(min=1, help="Epochs without better valid NDCG@10.")] = 10,
     min_epochs: Annotated[int, typer.Option(min=0, help="Patience may not stop training before this epoch (deep "
                                             "archs can sit on a popularity plateau at first).")] = 0,
@@ -105,7 +108,8 @@ def train(
         raise ConfigError(f"--max-minutes must be > 0, got {max_minutes}")
     if threads:
         torch.set_num_threads(threads)
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_epochs=min_epochs,
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                         warmup_epochs=warmup_epochs, patience=patience, min_epochs=min_epochs,
                          seed=seed, exclude_history=exclude_history, all_windows=all_windows,
                          window_stride=window_stride, group_by_length=group_by_length,
                          max_seconds=None if max_minutes is None else max_minutes * 60)

@@ -8,6 +8,7 @@ after training. A checkpoint is written after every epoch so an interrupted run 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from nasrec.models.sasrec import ElasticSASRec, trim_left_padding
 from nasrec.models.scoring import full_softmax_cross_entropy
 
 SELECTION_METRIC = "ndcg@10"  # validation, full ranking
+LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
 class TrainingDiverged(NasrecError):
@@ -39,6 +41,10 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 128
     lr: float = 1e-3
+    # Per-step learning rate: `constant`, or decayed towards 0 over `epochs` (`linear`, `cosine`); either
+    # after a linear warm-up of `warmup_epochs`. A decay ends at `epochs`, so that count fixes the schedule.
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
     weight_decay: float = 0.0
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     # Patience may not stop training before this epoch (Lightning's min_epochs): deep archs trained from
@@ -60,6 +66,25 @@ class TrainConfig:
                               f"got {self.min_epochs}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ConfigError(f"max_seconds must be > 0, got {self.max_seconds}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule (--lr-schedule) must be one of {', '.join(LR_SCHEDULES)}, "
+                              f"got {self.lr_schedule!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"warmup_epochs (--warmup-epochs) must be >= 0 and below epochs (--epochs, "
+                              f"{self.epochs}), got {self.warmup_epochs}")
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of optimiser step `step` (0-based, counted over all epochs)."""
+        warmup = round(self.warmup_epochs * steps_per_epoch)
+        if step < warmup:
+            return self.lr * (step + 1) / warmup
+        if self.lr_schedule == "constant":
+            return self.lr
+        # Below 1 at every step of the run, so the last step still learns.
+        progress = (step - warmup) / max(1, self.epochs * steps_per_epoch - warmup)
+        if self.lr_schedule == "linear":
+            return self.lr * (1.0 - progress)
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +231,9 @@ def train_arch(model: ElasticSASRec, arch: Arch, train_sequences: list[np.ndarra
         loader.set_epoch(state.epoch)
         total, steps = 0.0, 0
         for step, (x, y) in enumerate(loader):
+            # Set from the step count, not from a scheduler's state, so --resume continues it exactly.
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(state.epoch * len(loader) + step, len(loader))
             total += train_step(model, x, y, arch, optimizer, f"epoch {state.epoch + 1}, step {step + 1}")
             steps += 1
         metrics = evaluate_arch(model, arch, valid, n_items, max_len, exclude_history=config.exclude_history,

@@ -162,3 +162,68 @@ def test_nan_loss_names_the_step(data_file: Path) -> None:
         model.item_emb.weight[5].fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="epoch 1, step 1"):
         train_arch(model, model.arch, splits.train, splits.valid, data.n_items, 12, TrainConfig(epochs=1))
+
+
+def test_lr_schedules() -> None:
+    steps = 10  # per epoch; 3 epochs
+    constant = TrainConfig(epochs=3, lr=0.1)
+    assert [constant.lr_at(s, steps) for s in (0, 15, 29)] == [0.1, 0.1, 0.1]
+    linear = TrainConfig(epochs=3, lr=0.1, lr_schedule="linear")
+    assert linear.lr_at(0, steps) == pytest.approx(0.1) and linear.lr_at(15, steps) == pytest.approx(0.05)
+    assert linear.lr_at(29, steps) == pytest.approx(0.1 / 30)  # the last step still learns
+    cosine = TrainConfig(epochs=3, lr=0.1, lr_schedule="cosine")
+    assert cosine.lr_at(15, steps) == pytest.approx(0.05)
+    assert cosine.lr_at(5, steps) > linear.lr_at(5, steps) and cosine.lr_at(25, steps) < linear.lr_at(25, steps)
+    values = [cosine.lr_at(s, steps) for s in range(30)]
+    assert all(a > b > 0 for a, b in zip(values, values[1:], strict=False))
+    # Warm-up of one epoch: 1/10 .. 10/10 of the peak, then the decay over the remaining 20 steps.
+    warm = TrainConfig(epochs=3, lr=0.1, lr_schedule="linear", warmup_epochs=1)
+    assert [warm.lr_at(s, steps) for s in (0, 9)] == pytest.approx([0.01, 0.1])
+    assert warm.lr_at(10, steps) == pytest.approx(0.1) and warm.lr_at(20, steps) == pytest.approx(0.05)
+    with pytest.raises(api.ConfigError, match="lr_schedule .* got 'step'"):
+        TrainConfig(lr_schedule="step")
+    with pytest.raises(api.ConfigError, match="warmup_epochs"):
+        TrainConfig(epochs=3, warmup_epochs=3)
+
+
+def test_training_steps_use_the_scheduled_lr(data_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nasrec.train as train_mod
+
+    seen: list[float] = []
+    real_step = train_mod.train_step
+
+    def spy(model, inputs, targets, arch, optimizer, where, step=None):  # type: ignore[no-untyped-def]
+        seen.append(optimizer.param_groups[0]["lr"])
+        return real_step(model, inputs, targets, arch, optimizer, where, step)
+
+    monkeypatch.setattr(train_mod, "train_step", spy)
+    data = generate_synthetic(SyntheticConfig(n_users=150, n_items=160, mean_len=12, seed=3))
+    splits = leave_one_out(data)
+    space = get_space("tiny")
+    model = ElasticSASRec(ModelDims.for_space(space, data.n_items, 12).for_arch(space.max_arch()))
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.01, lr_schedule="cosine", patience=50)
+    train_arch(model, model.arch, splits.train, splits.valid, data.n_items, 12, config)
+    per_epoch = len(seen) // 2
+    assert per_epoch > 1 and seen == pytest.approx([config.lr_at(s, per_epoch) for s in range(2 * per_epoch)])
+
+
+def test_resume_with_a_decaying_lr(data_file: Path, tmp_path: Path) -> None:
+    """The schedule continues exactly on --resume; its horizon (--epochs) may not change there."""
+    def run(out: Path, **kw: object) -> dict:
+        config = TrainConfig(epochs=kw.pop("epochs", 3), batch_size=32, patience=50, lr=0.01,  # type: ignore[arg-type]
+                             lr_schedule="linear")
+        return api.train(str(data_file), space="tiny", arch="max", out=out, max_len=12, config=config, **kw)
+
+    full = run(tmp_path / "full")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_one(log: object, state: object) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        run(tmp_path / "cut", on_epoch=stop_after_one)
+    with pytest.raises(api.ConfigError, match="different train"):
+        run(tmp_path / "cut", epochs=4, resume=True)
+    assert run(tmp_path / "cut", resume=True)["metrics"] == full["metrics"]
