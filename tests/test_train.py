@@ -186,7 +186,7 @@ def test_lr_schedules() -> None:
         TrainConfig(epochs=3, warmup_epochs=3)
 
 
-def test_training_steps_use_the_scheduled_lr(data_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_steps_use_the_scheduled_lr(monkeypatch: pytest.MonkeyPatch) -> None:
     import nasrec.train as train_mod
 
     seen: list[float] = []
