@@ -135,6 +135,11 @@ class SupernetSpec(_Strict):
     # dropout on the softmax attention weights while training (SASRec's and RecBole's attn dropout)
     attention_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     norm: Literal["pre", "post"] = "pre"
+    # "transformer": item table N(0, 1/embedding) read x sqrt(embedding), xavier-uniform linears;
+    # "bert": every weight N(0, 0.02), items read unscaled (BERT's and RecBole's SASRec's initialisation)
+    init: Literal["transformer", "bert"] = "transformer"
+    # LayerNorm over item + position embeddings before the first block (BERT, RecBole's SASRec)
+    embedding_norm: bool = False
 
 
 class WidthChoice(_Strict):

@@ -5,9 +5,10 @@ Every `Arch` runs on the *leading slices* of the weights: `W[:out, :in]`, LayerN
 really costs less. The exported model (`nasrec.models.export`) is an `ElasticSASRec` whose full size
 *is* the arch, holding copies of the slices, so both run the same code and compute the same function.
 
-Layout (pre-LN by default; post-LN selectable):
+Layout (pre-LN by default; post-LN, BERT-style initialisation without the sqrt(e) scale, and a LayerNorm
+over the input embeddings selectable, together RecBole's SASRec):
 
-    items -> embedding[:, :e] * sqrt(e) -> (proj e->h if e != h) -> + positions[:, :h] -> dropout
+    items -> embedding[:, :e] (* sqrt(e)) -> (proj e->h if e != h) -> + positions[:, :h] -> (LN) -> dropout
           -> depth x [ x + Attn(LN(x)), x + FFN(LN(x)) ] -> LN -> (proj h->e) -> . embedding[1:, :e]^T
 
 Attention is causal and padding-masked softmax attention or LinRec linear attention (elu, then Q
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from nasrec.arch import GATE_HIDDEN, Arch, SearchSpace
 
 LN_EPS = 1e-8
+BERT_INIT_STD = 0.02  # BERT's initializer_range, also RecBole's SASRec default
 LINEAR_ATTN_EPS = 1e-6  # keeps the LinRec normalisers away from 0 (pruned or padded columns)
 LINEAR_ATTENTION_FORMS = ("masked", "states")
 _linear_form = "masked"  # set only through `linear_attention_form`
@@ -53,6 +55,8 @@ class ModelDims:
     dropout: float = 0.2
     norm: str = "pre"
     attention_dropout: float = 0.0  # on softmax attention weights, training only
+    init: str = "transformer"  # or "bert" (see `ElasticSASRec.reset_parameters`)
+    embedding_norm: bool = False  # LayerNorm over the summed input embeddings
 
     @property
     def depth(self) -> int:
@@ -88,6 +92,8 @@ class ModelDims:
             dropout=sn.dropout,
             norm=sn.norm,
             attention_dropout=sn.attention_dropout,
+            init=sn.init,
+            embedding_norm=sn.embedding_norm,
         )
 
     def for_arch(self, arch: Arch) -> ModelDims:
@@ -304,19 +310,31 @@ class ElasticSASRec(nn.Module):
         self.blocks = nn.ModuleList(Block(dims.hidden, i, dims.norm, dims.dropout, dims.gates, dims.attention_dropout)
                                     for i in dims.inner)
         self.final_ln = nn.LayerNorm(dims.hidden, eps=LN_EPS)
+        if dims.embedding_norm:
+            self.emb_ln = nn.LayerNorm(dims.hidden, eps=LN_EPS)
         self.emb_dropout = Dropout(dims.dropout)
         # Called with every input batch (search code uses it to check which split a step read).
         self.input_observer: Callable[[torch.Tensor], None] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.item_emb.weight, std=self.dims.embedding**-0.5)
+        """`dims.init` "transformer" (the default): item table N(0, 1/embedding), read x sqrt(embedding)
+        so inputs start at unit scale (the Transformer paper); xavier-uniform linears. "bert": every
+        embedding and linear weight N(0, 0.02) and items read unscaled, as BERT and RecBole's SASRec.
+        Biases start at 0 and LayerNorms at the identity in both."""
+        if self.dims.init not in ("transformer", "bert"):
+            raise ValueError(f"init {self.dims.init!r}: expected transformer or bert")
+        bert = self.dims.init == "bert"
+        nn.init.normal_(self.item_emb.weight, std=BERT_INIT_STD if bert else self.dims.embedding**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-        nn.init.normal_(self.pos_emb, std=0.02)
+        nn.init.normal_(self.pos_emb, std=BERT_INIT_STD)
         for m in self.modules():
             if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
+                if bert:
+                    nn.init.normal_(m.weight, std=BERT_INIT_STD)
+                else:
+                    nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
     @property
@@ -330,10 +348,14 @@ class ElasticSASRec(nn.Module):
             self.input_observer(inputs)
         e, h = arch.embedding, arch.hidden
         valid = inputs > 0
-        x = F.embedding(inputs, self.item_emb.weight[:, :e]) * math.sqrt(e)
+        x = F.embedding(inputs, self.item_emb.weight[:, :e])
+        if self.dims.init == "transformer":
+            x = x * math.sqrt(e)
         if arch.projected:
             x = sliced_linear(x, self.in_proj, h, e)
         x = x + self.pos_emb[-inputs.shape[1]:, :h]  # right-aligned: the newest item has the last position
+        if self.dims.embedding_norm:
+            x = sliced_layer_norm(x, self.emb_ln, h)
         return self.emb_dropout(x) * valid.unsqueeze(-1), valid
 
     def final_states(self, z: torch.Tensor, arch: Arch) -> torch.Tensor:

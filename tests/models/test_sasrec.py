@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,15 @@ def _inputs(batch: int = 6, seed: int = 0) -> torch.Tensor:
     return x
 
 
-@pytest.mark.parametrize("space_name", ["tiny", "sasrec-ml1m", "canet"])
-def test_export_equals_supernet_slice(space_name: str) -> None:
+RECBOLE_LAYOUT = {"init": "bert", "embedding_norm": True, "norm": "post", "attention_dropout": 0.2}
+
+
+@pytest.mark.parametrize(("space_name", "options"), [
+    ("tiny", {}), ("sasrec-ml1m", {}), ("canet", {}), ("canet", RECBOLE_LAYOUT), ("tiny", RECBOLE_LAYOUT)])
+def test_export_equals_supernet_slice(space_name: str, options: dict[str, object]) -> None:
     torch.manual_seed(0)
     space = get_space(space_name)
-    supernet = ElasticSASRec(ModelDims.for_space(space, N_ITEMS, MAX_LEN)).eval()
+    supernet = ElasticSASRec(replace(ModelDims.for_space(space, N_ITEMS, MAX_LEN), **options)).eval()
     # Perturb LayerNorm and bias params so a wrong slice cannot agree by accident.
     with torch.no_grad():
         for p in supernet.parameters():
@@ -149,15 +154,44 @@ def test_attention_dropout_acts_on_softmax_weights_in_training_only() -> None:
     torch.testing.assert_close(linear(x), linear(x))  # linear attention forms no weights to drop
 
 
-def test_spaces_read_attention_dropout(tmp_path: Path) -> None:
+def test_spaces_read_the_model_options(tmp_path: Path) -> None:
     from nasrec.arch import load_space_file
+    from nasrec.errors import ConfigError
 
     text = (Path(__file__).parents[2] / "search_spaces" / "tiny.yaml").read_text()
     path = tmp_path / "tiny-attn.yaml"
-    path.write_text(text.replace("dropout: 0.1", "dropout: 0.1\n  attention_dropout: 0.3").replace(
-        "name: tiny", "name: tiny-attn"))
+    options = "dropout: 0.1\n  attention_dropout: 0.3\n  init: bert\n  embedding_norm: true"
+    path.write_text(text.replace("dropout: 0.1", options).replace("name: tiny", "name: tiny-attn"))
     dims = ModelDims.for_space(load_space_file(path), N_ITEMS)
-    assert dims.attention_dropout == 0.3
+    assert (dims.attention_dropout, dims.init, dims.embedding_norm) == (0.3, "bert", True)
+    assert ModelDims.for_space(get_space("tiny"), N_ITEMS).init == "transformer"
+    path.write_text(text.replace("dropout: 0.1", "dropout: 0.1\n  init: xavier"))
+    with pytest.raises(ConfigError, match="init"):
+        load_space_file(path)
+
+
+def test_bert_init_and_embedding_norm() -> None:
+    torch.manual_seed(0)
+    dims = ModelDims(400, MAX_LEN, 64, (128,), 64, 2, dropout=0.0)
+    default, bert = ElasticSASRec(dims), ElasticSASRec(replace(dims, init="bert"))
+    assert abs(default.item_emb.weight[1:].std().item() - 64**-0.5) < 0.01
+    for model, std in ((bert, 0.02), (default, (6 / (64 + 128)) ** 0.5 / 3**0.5)):  # xavier-uniform's std
+        assert abs(model.blocks[0].fc1.weight.std().item() - std) < 0.1 * std
+    assert abs(bert.item_emb.weight[1:].std().item() - 0.02) < 0.002
+    assert abs(bert.pos_emb.std().item() - 0.02) < 0.005
+    x = _inputs()
+    valid = x > 0
+    with torch.no_grad():
+        # "bert" reads item rows unscaled; "transformer" scales them by sqrt(64)
+        rows = bert.item_emb.weight[x] + bert.pos_emb[-MAX_LEN:]
+        torch.testing.assert_close(bert.embed(x, bert.arch)[0][valid], rows[valid])
+        rows = default.item_emb.weight[x] * 8 + default.pos_emb[-MAX_LEN:]
+        torch.testing.assert_close(default.embed(x, default.arch)[0][valid], rows[valid])
+        normed = ElasticSASRec(replace(dims, init="bert", embedding_norm=True))
+        out = normed.embed(x, normed.arch)[0][valid]  # LayerNorm at its identity: zero mean, unit variance
+        torch.testing.assert_close(out.mean(-1), torch.zeros(len(out)), atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(len(out)), atol=1e-3, rtol=0)
+    assert not hasattr(bert, "emb_ln") and normed.emb_ln.weight.shape == (64,)
 
 
 def test_dropout_drops_p_and_keeps_the_mean() -> None:
