@@ -11,9 +11,11 @@ A `.txt` file is read as SASRec-style `user item` lines in time order (ML-1M's `
 is converted to an atomic `.inter` whose timestamp is the line number, so RecBole's time order is the
 file order (what nasrec reads).
 
-Writes OUT/recbole.json (rewritten after every epoch, so a killed run keeps its history) and
+Writes OUT/recbole.json (rewritten after every epoch, so a killed run keeps its history),
 OUT/recbole_sequences.json (the per-user item order RecBole trained and evaluated on, for compare.py's
-order check). RecBole's own log/, log_tensorboard/ and saved/ go to OUT/recbole_work/.
+order check) and OUT/recbole_test_ranks.json (each test user's full-ranking rank of its target under the
+best model, keyed by the raw user id, for paired.py's paired test against nasrec runs). RecBole's own log/,
+log_tensorboard/ and saved/ go to OUT/recbole_work/.
 
 Timing: `cumulative_seconds` of an epoch is the wall time from the call of `Trainer.fit` to the end of
 that epoch's validation (training + validation + RecBole's best-model checkpointing), i.e. it EXCLUDES
@@ -173,6 +175,29 @@ def dump_sequences(train_ds, valid_ds, test_ds, path: Path) -> dict:
             "interactions": int(sum(len(s) for s in out.values())), "training_prefixes": int(len(train_ds))}
 
 
+@torch.no_grad()
+def test_ranks(trainer, test_data) -> dict[str, int]:
+    """Each test user's 0-based rank of its target among all items under RecBole's own full-sort scores
+    (padding masked, history kept), ties counted against the target as nasrec does (`rank_of_target`)."""
+    dataset = test_data._dataset
+    ranks: dict[str, int] = {}
+    trainer.model.eval()
+    for batch in test_data:
+        interaction, scores, positive_u, positive_i = trainer._full_sort_batch_eval(batch)
+        rows = scores.shape[0]
+        if len(positive_u) != rows or not torch.equal(positive_u.cpu(), torch.arange(rows)):
+            raise SystemExit("test_ranks: expected one target per test row (leave-one-out)")
+        target = scores[positive_u, positive_i].unsqueeze(1)
+        above = (scores >= target) & (scores > -np.inf)
+        above[positive_u, positive_i] = False
+        users = dataset.id2token(dataset.uid_field, interaction[dataset.uid_field].cpu().numpy())
+        for user, rank in zip(users, above.sum(dim=1).tolist(), strict=True):
+            if str(user) in ranks:
+                raise SystemExit(f"test_ranks: user {user} has two test rows")
+            ranks[str(user)] = int(rank)
+    return ranks
+
+
 class TimeCap(Exception):
     pass
 
@@ -300,6 +325,11 @@ def main() -> None:
                          "note": "RecBole's full ranking of a SEQUENTIAL model does not exclude history items "
                                  "(FullSortEvalDataLoader passes no history index); only padding item 0 is masked"}
     write()
+    # Same (best) model that evaluate() just loaded; written after recbole.json so a failure here loses nothing.
+    ranks = test_ranks(trainer, test_data)
+    (out / "recbole_test_ranks.json").write_text(json.dumps({
+        "protocol": "full", "exclude_history": False, "ties": "counted against the target",
+        "reported_test": report["metrics"]["test"], "ranks": ranks}))
     print(json.dumps({"best_epoch": best["epoch"], "best_valid_ndcg@10": best["valid_ndcg@10"],
                       "fit_seconds": round(fit_seconds, 1), "test": report["metrics"]["test"]}, indent=1))
 
