@@ -62,8 +62,16 @@ def recbole_per_user(path: Path, user_ids: list[str], metric: str) -> tuple[np.n
     return per_user, reported
 
 
+def check_history_kept(runs: list[Path]) -> None:
+    """RecBole ranks with history items kept; a nasrec run that dropped them is not comparable."""
+    for run in runs:
+        if json.loads((run / "result.json").read_text())["metrics"].get("exclude_history", False):
+            raise SystemExit(f"{run}: trained with --exclude-history; RecBole's ranks keep history items")
+
+
 def main() -> None:
     args = parse_args()
+    check_history_kept(args.runs)
     config = json.loads((args.runs[0] / "config.json").read_text())
     data = DataOptions(**config["data"]).load()
     test = leave_one_out(data).test

@@ -56,3 +56,12 @@ def test_history_excluded_ranks_are_refused(paired, tmp_path):
     path.write_text(json.dumps({**saved, "exclude_history": True}))
     with pytest.raises(SystemExit, match="history kept"):
         paired.recbole_per_user(path, ["u1"], "ndcg@10")
+
+
+def test_runs_that_dropped_history_are_refused(paired, tmp_path):
+    for name, exclude in (("kept", False), ("dropped", True)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(json.dumps({"metrics": {"exclude_history": exclude}}))
+    paired.check_history_kept([tmp_path / "kept"])
+    with pytest.raises(SystemExit, match="dropped: trained with --exclude-history"):
+        paired.check_history_kept([tmp_path / "kept", tmp_path / "dropped"])
