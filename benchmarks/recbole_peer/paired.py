@@ -5,7 +5,8 @@
         benchmarks/out/recbole_peer/nasrec-stride5-lr3e-3-cosine40-seed{0,1,2}
 
 RecBole's side is OUT/recbole_test_ranks.json, written by run_recbole.py: each test user's full-ranking rank
-(history kept, ties counted against the target, as nasrec counts them), keyed by the raw user id. nasrec's
+(history kept, ties counted against the target, as nasrec counts them), keyed by the raw user id; `--recbole`
+given more than once (RecBole's seeds) averages them per user. nasrec's
 side is each run's per-user metric as `nasrec compare` computes it (`nasrec.compare.run_metric`: re-scored
 from the saved model or read from RUN/test_ranks.json); several runs are averaged per user, like
 `nasrec compare`'s groups. The test is `nasrec.compare.paired_test` (bootstrap interval and sign-flip
@@ -36,7 +37,9 @@ REPORTED_TOLERANCE = 2e-6
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path, help="nasrec run directories (the --out of `nasrec train`)")
-    p.add_argument("--recbole", type=Path, required=True, help="OUT/recbole_test_ranks.json of run_recbole.py")
+    p.add_argument("--recbole", type=Path, action="append", required=True,
+                   help="OUT/recbole_test_ranks.json of run_recbole.py; repeat for several RecBole runs "
+                        "(averaged per user)")
     p.add_argument("--metric", default="ndcg@10", help="recall@K, mrr@K or ndcg@K (full ranking)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and sign-flip resamples")
     p.add_argument("--json", type=Path, help="also write the result here")
@@ -62,6 +65,14 @@ def recbole_per_user(path: Path, user_ids: list[str], metric: str) -> tuple[np.n
     return per_user, reported
 
 
+def recbole_side(paths: list[Path], user_ids: list[str], metric: str
+                 ) -> tuple[np.ndarray, list[tuple[Path, np.ndarray, float]]]:
+    """RecBole's runs averaged per user (its seeds, as nasrec's runs are), and each run as recbole_per_user
+    gives it."""
+    runs = [(path, *recbole_per_user(path, user_ids, metric)) for path in paths]
+    return np.mean([per_user for _, per_user, _ in runs], axis=0), runs
+
+
 def check_history_kept(runs: list[Path]) -> None:
     """RecBole ranks with history items kept; a nasrec run that dropped them is not comparable."""
     for run in runs:
@@ -77,18 +88,21 @@ def main() -> None:
     test = leave_one_out(data).test
     scored = [run_metric(run, args.metric, data, test) for run in args.runs]
     nasrec = np.mean([s.per_user for s in scored], axis=0)
-    recbole, reported = recbole_per_user(args.recbole, [data.user_ids[u] for u in test.users.tolist()],
-                                         args.metric)
+    user_ids = [data.user_ids[u] for u in test.users.tolist()]
+    recbole, recbole_runs = recbole_side(args.recbole, user_ids, args.metric)
     result = {"metric": f"{args.metric.lower()} (full ranking, test)", "data": data.name, "users": len(nasrec),
               "nasrec": [{"run": s.run, "mean": s.mean, "source": s.source} for s in scored],
-              "recbole": {"ranks": str(args.recbole), "mean": float(recbole.mean()), "reported": reported},
+              "recbole": [{"ranks": str(path), "mean": float(per_user.mean()), "reported": reported}
+                          for path, per_user, reported in recbole_runs],
               "test": asdict(paired_test(nasrec, recbole, seed=args.seed))}
     for s in scored:
         print(f"nasrec  {s.mean:.4f}  {s.run} ({s.source})")
-    print(f"RecBole {recbole.mean():.4f}  {args.recbole} (reported {reported:.6f})")
+    for path, per_user, reported in recbole_runs:
+        print(f"RecBole {per_user.mean():.4f}  {path} (reported {reported:.6f})")
     t = result["test"]
     print(f"{result['metric']} over {t['n']:,} users, nasrec ({len(scored)} run(s), per-user mean) minus "
-          f"RecBole: {t['difference']:+.4f} ({t['difference'] / t['mean_b']:+.1%}), {t['confidence']:.0%} "
+          f"RecBole ({len(recbole_runs)} run(s), per-user mean): {t['difference']:+.4f} "
+          f"({t['difference'] / t['mean_b']:+.1%}), {t['confidence']:.0%} "
           f"interval [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}], sign-flip p {t['p_value']:.4f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -38,6 +38,15 @@ def test_ranks_follow_nasrec_user_order(paired, tmp_path):
     assert reported == pytest.approx((1 + ndcg(3)) / 3)
 
 
+def test_several_recbole_runs_are_averaged_per_user(paired, tmp_path):
+    a = write_ranks(tmp_path / "a.json", {"u1": 0, "u2": 3}, (1 + ndcg(3)) / 2)
+    b = write_ranks(tmp_path / "b.json", {"u1": 20, "u2": 1}, ndcg(1) / 2)
+    mean, runs = paired.recbole_side([a, b], ["u2", "u1"], "ndcg@10")
+    assert mean.tolist() == pytest.approx([(ndcg(3) + ndcg(1)) / 2, 0.5])
+    assert [(path, reported) for path, _, reported in runs] == [(a, pytest.approx((1 + ndcg(3)) / 2)),
+                                                                 (b, pytest.approx(ndcg(1) / 2))]
+
+
 def test_other_users_are_refused(paired, tmp_path):
     path = write_ranks(tmp_path / "r.json", {"u1": 0, "u2": 3}, (1 + ndcg(3)) / 2)
     with pytest.raises(SystemExit, match="1 nasrec test users without a RecBole rank"):
