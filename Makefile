@@ -6,14 +6,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean constraints
 
-$(STAMP): pyproject.toml
+# constraints.txt: the versions the suite last passed with, so an upstream release cannot break a fresh
+# clone (Optuna 5.1 once did); `make constraints` re-resolves the newest versions, tests them and rewrites it.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU build of torch first, so nothing later pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,6 +29,17 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check nasrec tests benchmarks
+
+constraints:
+	rm -rf .venv-latest
+	$(PY) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q --upgrade pip
+	.venv-latest/bin/python -m pip install -q torch==2.13.0
+	.venv-latest/bin/python -m pip install -q --upgrade -e '.[dev]'
+	MLFLOW_DISABLE_TELEMETRY=true .venv-latest/bin/python -m pytest -q
+	{ sed -n '1,3p' constraints.txt; .venv-latest/bin/pip freeze --exclude-editable | grep -iv '^torch=='; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf .venv-latest
 
 clean:
 	rm -rf $(VENV) runs

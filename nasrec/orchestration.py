@@ -628,13 +628,15 @@ def _study(cell: Cell, trials: TrialsConfig, base: SearchConfig, fixed: Iterable
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    from nasrec.optuna_samplers import nsga2_sampler
+
     space = param_space(cell.strategy, fixed=fixed)
     seed = trials.seed * 1_000 + cell.index
     metric: Any
     mode: Any
     if trials.objective == "pareto":
         population = max(2, min(NSGA2_MAX_POPULATION, math.ceil(trials.trials / 2)))
-        sampler: Any = optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+        sampler: Any = nsga2_sampler(population_size=population, seed=seed)  # Tune pickles the searcher
         metric, mode = [METRIC, FLOPS], ["max", "min"]
     else:
         sampler = optuna.samplers.TPESampler(seed=seed)

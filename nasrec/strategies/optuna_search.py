@@ -146,8 +146,11 @@ class OptunaSearch(RandomSearch):
     def _new_study(self, seed: int) -> Any:
         import optuna
 
-        # Constrained NSGA-II reads each trial's constraints (`Trial.set_constraint`, Optuna >= 5).
-        sampler = optuna.samplers.NSGAIISampler(population_size=self.params["population_size"], seed=seed)
+        from nasrec.optuna_samplers import nsga2_sampler
+
+        # Constrained NSGA-II reads each trial's constraints (`Trial.set_constraint`, Optuna >= 5); the
+        # study is pickled into every checkpoint, hence the picklable sampler.
+        sampler = nsga2_sampler(population_size=self.params["population_size"], seed=seed)
         return optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
 
     def search(self, ctx: SearchContext) -> SearchResult:
