@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean constraints
+.PHONY: demo test lint venv clean constraints lowest
 
 # constraints.txt: the versions the suite last passed with, so an upstream release cannot break a fresh
 # clone (Optuna 5.1 once did); `make constraints` re-resolves the newest versions, tests them and rewrites it.
@@ -40,6 +40,18 @@ constraints:
 	{ sed -n '1,3p' constraints.txt; .venv-latest/bin/pip freeze --exclude-editable | grep -iv '^torch=='; } > constraints.new
 	mv constraints.new constraints.txt
 	rm -rf .venv-latest
+
+# The lower bounds in pyproject.toml, tested: every direct dependency at its bound (torch stays 2.13.0).
+LOWEST = $(PY) -c 'import tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; \
+	print(" ".join(d.replace(">=", "==") for d in deps if not d.startswith("torch")))'
+lowest:
+	rm -rf .venv-lowest
+	$(PY) -m venv .venv-lowest
+	.venv-lowest/bin/python -m pip install -q --upgrade pip
+	.venv-lowest/bin/python -m pip install -q torch==2.13.0
+	.venv-lowest/bin/python -m pip install -q -e '.[dev]' $$($(LOWEST))
+	MLFLOW_DISABLE_TELEMETRY=true .venv-lowest/bin/python -m pytest -q
+	rm -rf .venv-lowest
 
 clean:
 	rm -rf $(VENV) runs

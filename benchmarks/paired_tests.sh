@@ -4,12 +4,16 @@
 # Each group is the per-user mean over its seeds; the phases named below must have run into OUT_DIR (the
 # session-15 rows, recnas10band and proxyless-softmax, count whichever seeds have finished).
 # The same for Amazon Beauty (phases beauty10*, budget 1/3 of the max FLOPs of sasrec-gowalla, 22,363 test users).
-#   bash benchmarks/paired_tests.sh OUT_DIR [ml1m|beauty|proxyless|all]   (writes OUT_DIR/paired/NAME.json, prints a
-#                                   markdown table; default all; proxyless: only the ProxylessNAS rows of sessions 17-19)
+# budget2e8: the same at the 2e8-equivalent budget (phases budget2e8-10-seedN and budget2e8-proxyless20-seedN,
+# session 24), EASRec against each other strategy over the seeds that finished for both.
+#   bash benchmarks/paired_tests.sh OUT_DIR [ml1m|beauty|proxyless|budget2e8|all]   (writes OUT_DIR/paired/NAME.json,
+#                                   prints a markdown table; default all; proxyless: only the ProxylessNAS rows of
+#                                   sessions 17-19)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$1 part=${2:-all}
-case $part in ml1m|beauty|proxyless|all) ;; *) echo "part must be ml1m, beauty, proxyless or all, got $part" >&2; exit 2 ;; esac
+case $part in ml1m|beauty|proxyless|budget2e8|all) ;;
+  *) echo "part must be ml1m, beauty, proxyless, budget2e8 or all, got $part" >&2; exit 2 ;; esac
 py=${PYTHON:-.venv/bin/python}
 mkdir -p "$out/paired"
 finished() { local r; for r in "$@"; do [ -f "$r/result.json" ] && printf '%s\0' "$r"; done; }
@@ -77,7 +81,7 @@ if [ "$n" -gt 0 ]; then
 fi
 fi
 
-if [ "$part" != beauty ]; then
+if [ "$part" = ml1m ] || [ "$part" = proxyless ] || [ "$part" = all ]; then
 # session 17: ProxylessNAS with lam=0 and sandwich weight steps (phases proxyless-ce-sandwich on the softmax-only space,
 # proxyless-ce-sandwich-ml1m on sasrec-ml1m), against the max arch and the other strategies' runs of the same seeds
 mapfile -d '' px_ce < <(finished "$out"/proxyless-ce-sandwich-seed{0..9}/proxyless_lam_0_weight_step_sandwich__1.95e_07)
@@ -178,4 +182,17 @@ if [ "$part" = beauty ] || [ "$part" = all ]; then  # Amazon Beauty, seeds 0 and
         compare beauty3-darts-vs-max "${bdarts3[@]}" -- "${bmax3[@]}"
         compare beauty3-recnas-band-vs-darts "${brecnas3[@]}" -- "${bdarts3[@]}"
     fi
+fi
+if [ "$part" = budget2e8 ] || [ "$part" = all ]; then
+    k=__3.99e_07
+    for other in darts_weight_step_sandwich recnas_weight_step_sandwich \
+                 proxyless_lam_0_weight_step_sandwich_estimator_pair_loss; do
+        phase=budget2e8-10; [[ $other == proxyless* ]] && phase=budget2e8-proxyless20
+        pairs_e=() pairs_o=()
+        for n in 0 1 2 3 4 5 6 7 8 9; do  # a seed counts when both its runs have finished
+            e=$out/budget2e8-10-seed$n/easrec_attention_softmax$k o=$out/$phase-seed$n/$other$k
+            if [ -f "$e/result.json" ] && [ -f "$o/result.json" ]; then pairs_e+=("$e") pairs_o+=("$o"); fi
+        done
+        [ ${#pairs_e[@]} -gt 0 ] && compare "budget2e8-easrec-vs-${other%%_*}" "${pairs_e[@]}" -- "${pairs_o[@]}"
+    done
 fi
