@@ -20,7 +20,7 @@ _LOCK_ATTRIBUTES = ("_thread_lock",)  # BaseGASampler (Optuna 5.1); absent befor
 
 
 class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
-    """`optuna.samplers.NSGAIISampler` whose instances pickle and deep-copy on every Optuna >= 4."""
+    """`optuna.samplers.NSGAIISampler` whose instances pickle and deep-copy on every Optuna >= 5.0."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
