@@ -11,6 +11,9 @@
 # EXTRA_ARGS="--patience 50" appends options (a repeated option's last value wins), for diagnostic runs.
 # Besides nasrec's OUT/result.json, writes OUT/epochs.tsv: per epoch, the CPU seconds of the nasrec process
 # and the 1-minute load average, sampled when the epoch's log line appears (~0.2 s resolution).
+# With --resume in EXTRA_ARGS (continue OUT's run) the earlier rows are kept and the new ones continue them: epoch
+# numbers go on, and CPU and wall seconds add the earlier last row's (so they count both processes' work, the
+# resumed process's start-up included, and not the time between them); command.txt gets the new command appended.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-benchmarks/out/recbole_peer/nasrec}
@@ -23,12 +26,18 @@ tsv="$out/epochs.tsv"
 cmd=(.venv/bin/nasrec train --data "${DATA:-../shared/data/ml-100k/ml-100k.inter}" --space benchmarks/spaces/sasrec-ml100k.yaml
      --arch max --epochs 200 --patience 10 --batch-size 128 --lr 1e-3 --seed 0 --min-seq-len 3 "$hist"
      --threads 1 --out "$out" ${EXTRA_ARGS:-})
-echo "${cmd[*]}" | tee "$out/command.txt"
+base=0 cpu_base=0 wall_base=0
+if [[ " ${EXTRA_ARGS:-} " == *" --resume "* && -s "$tsv" ]] && (( $(wc -l <"$tsv") > 1 )); then
+    read -r base cpu_base wall_base _ < <(tail -n 1 "$tsv")
+    echo "${cmd[*]}" | tee -a "$out/command.txt"
+else
+    echo "${cmd[*]}" | tee "$out/command.txt"
+    printf 'epoch\tcpu_seconds_since_process_start\twall_seconds_since_process_start\tloadavg_1min\n' >"$tsv"
+fi
 tick=$(getconf CLK_TCK)
 start=$(date +%s.%N)
 "${cmd[@]}" >"$log" 2>&1 &
 pid=$!
-printf 'epoch\tcpu_seconds_since_process_start\twall_seconds_since_process_start\tloadavg_1min\n' >"$tsv"
 seen=0
 cpu=0
 record() {  # append the epoch lines that appeared since the last call
@@ -37,8 +46,8 @@ record() {  # append the epoch lines that appeared since the last call
     while (( n > seen )); do
         seen=$((seen + 1))
         now=$(date +%s.%N)
-        printf '%d\t%.2f\t%.2f\t%s\n' "$seen" "$(echo "$cpu / $tick" | bc -l)" "$(echo "$now - $start" | bc -l)" \
-            "$(cut -d' ' -f1 /proc/loadavg)" >>"$tsv"
+        printf '%d\t%.2f\t%.2f\t%s\n' "$((base + seen))" "$(echo "$cpu_base + $cpu / $tick" | bc -l)" \
+            "$(echo "$wall_base + $now - $start" | bc -l)" "$(cut -d' ' -f1 /proc/loadavg)" >>"$tsv"
     done
 }
 while kill -0 "$pid" 2>/dev/null; do

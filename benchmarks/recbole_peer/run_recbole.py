@@ -71,6 +71,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-hours", type=float, default=2.0, help="stop training after this wall time")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an earlier run's OUT from its best-model checkpoint (RUN_DIR/recbole_work/saved): "
+                        "its history up to that epoch is kept and its times are added; see resume_point()")
     return p.parse_args()
 
 
@@ -202,11 +205,44 @@ class TimeCap(Exception):
     pass
 
 
+def resume_point(run_dir: Path, work: Path) -> tuple[Path, list[dict]]:
+    """The earlier run's best-model checkpoint, copied into this run's work dir (RecBole overwrites the file it
+    resumed from with each new best), and the earlier history up to that checkpoint's epoch.
+
+    RecBole saves only its best model, so a run resumes from its best epoch, not its last. What continues exactly:
+    weights, Adam state, the early-stopping state and the training order (the shuffle generator is wound forward
+    by the epochs already trained, see skip_shuffles). What does not: the global torch RNG (dropout masks), which
+    RecBole's checkpoint does not hold, so the later epochs are a statistically equivalent continuation, not a
+    replay of an uninterrupted run."""
+    saved = sorted((run_dir / "recbole_work" / "saved").glob("*.pth"))
+    if len(saved) != 1:
+        raise SystemExit(f"--resume: expected one checkpoint in {run_dir}/recbole_work/saved, found {len(saved)}")
+    ckpt = torch.load(saved[0], map_location="cpu")
+    epochs_done = int(ckpt["epoch"]) + 1
+    earlier = json.loads((run_dir / "recbole.json").read_text())["train"]["history"]
+    kept = [h for h in earlier if h["epoch"] <= epochs_done]
+    if len(kept) != epochs_done:
+        raise SystemExit(f"--resume: {run_dir}/recbole.json lacks epochs 1-{epochs_done} of its checkpoint")
+    copy = work / "saved" / f"resumed-after-epoch{epochs_done}.pth"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(saved[0].read_bytes())
+    return copy, kept
+
+
+def skip_shuffles(train_data, epochs: int) -> None:
+    """Consume the shuffle generator as `epochs` training epochs did: each iterator draws a base seed, and the
+    sampler draws its permutations (torch's RandomSampler draws one more than it yields); no batch is built."""
+    for _ in range(epochs):
+        for _ in iter(train_data)._sampler_iter:
+            pass
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     os.chdir(REPO)
     out = Path(args.out).resolve()
+    resume_dir = Path(args.resume).resolve() if args.resume else None  # before RecBole's chdir
     work = out / "recbole_work"
     work.mkdir(parents=True, exist_ok=True)
     src = Path(args.data).resolve()
@@ -278,10 +314,22 @@ def main() -> None:
             return score, result
 
     trainer = TimedTrainer(config, model)
+    offset_seconds = offset_cpu = 0.0
+    if resume_dir is not None:
+        checkpoint, kept = resume_point(resume_dir, work)
+        trainer.resume_checkpoint(checkpoint)
+        skip_shuffles(train_data, trainer.start_epoch)
+        history.extend(kept)
+        offset_seconds, offset_cpu = kept[-1]["cumulative_seconds"], kept[-1]["cumulative_cpu_seconds"]
+        report["train"]["resumed"] = {
+            "from": str(resume_dir), "after_epoch": trainer.start_epoch,
+            "note": "epochs after `after_epoch` continue the earlier run's best-model checkpoint (weights, Adam "
+                    "state, shuffle order); dropout masks differ from an uninterrupted run. Their cumulative "
+                    "times add this process's fit time to the earlier run's time at `after_epoch`."}
 
     def on_epoch(epoch_idx: int, valid_score: float) -> None:
-        elapsed = time.perf_counter() - fit_start
-        cpu = time.process_time() - cpu_start
+        elapsed = time.perf_counter() - fit_start + offset_seconds
+        cpu = time.process_time() - cpu_start + offset_cpu
         valid = {k: float(v) for k, v in trainer._epoch_valid_result.items()}
         history.append({"epoch": epoch_idx + 1, "loss": float(trainer.train_loss_dict[epoch_idx]),
                         "valid_ndcg@10": float(valid_score), "valid": valid,
@@ -303,8 +351,8 @@ def main() -> None:
         trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=on_epoch)
     except TimeCap as exc:
         stopped_by = f"time_cap: {exc}"
-    fit_seconds = time.perf_counter() - fit_start
-    fit_cpu_seconds = time.process_time() - cpu_start
+    fit_seconds = time.perf_counter() - fit_start + offset_seconds
+    fit_cpu_seconds = time.process_time() - cpu_start + offset_cpu
     if stopped_by.startswith("early") and len(history) < args.epochs:
         stopped_by = "early_stopping"
     elif stopped_by.startswith("early"):
@@ -319,7 +367,9 @@ def main() -> None:
         "seconds": fit_seconds, "cpu_seconds": fit_cpu_seconds, "epochs_run": len(history), "best_epoch": best["epoch"],
         "best_valid_ndcg@10": best["valid_ndcg@10"], "stopped_by": stopped_by, "test_seconds": test_seconds,
     })
-    report["metrics"] = {"valid": {k: float(v) for k, v in trainer.best_valid_result.items()},
+    # A resumed run whose later epochs never beat the checkpoint keeps the checkpoint's validation result.
+    best_valid = trainer.best_valid_result if trainer.best_valid_result is not None else best["valid"]
+    report["metrics"] = {"valid": {k: float(v) for k, v in best_valid.items()},
                          "test": {k: float(v) for k, v in test.items()},
                          "exclude_history": False,
                          "note": "RecBole's full ranking of a SEQUENTIAL model does not exclude history items "
