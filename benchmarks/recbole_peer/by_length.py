@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Validation and test NDCG@10 by users' history length: nasrec runs beside a RecBole run's saved model.
+
+    .venv/bin/python benchmarks/recbole_peer/by_length.py \\
+        --recbole benchmarks/out/recbole_peer_ml1m_resumed/recbole_eval_ranks.json \\
+        benchmarks/out/recbole_peer_ml1m_resumed/nasrec-bert-init-seed{0,1,2,3}
+
+Where one tool is ahead on test and behind on validation, this shows which users carry the difference.
+Users are grouped by the length of their test input (every interaction but the last); the first group is
+the users whose test input is shorter than max_len, so that their window is padded. RecBole's side is
+`recbole_eval_ranks.py`'s output (its best model's per-user ranks on both splits); nasrec's runs are scored
+from their saved models on both splits (full ranking, history kept, as RecBole ranks). nasrec's row is the
+runs' per-user mean; each run is printed too. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nasrec.api import DataOptions
+from nasrec.data.split import leave_one_out
+from nasrec.metrics import row_metrics
+from nasrec.models.export import load_model
+from nasrec.train import arch_ranks
+
+
+def length_groups(test_input_lengths: np.ndarray, edges: list[int]) -> list[tuple[str, np.ndarray]]:
+    """(label, boolean mask) per group of [0, e1), [e1, e2), ..., [e_last, inf) test-input lengths."""
+    if sorted(set(edges)) != edges or not edges or edges[0] < 1:
+        raise SystemExit(f"--edges {edges}: expected increasing positive integers")
+    bounds = [0, *edges, None]
+    groups = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        mask = test_input_lengths >= lo if hi is None else (test_input_lengths >= lo) & (test_input_lengths < hi)
+        groups.append((f"{lo}+" if hi is None else f"{lo}-{hi - 1}", mask))
+    return groups
+
+
+def grouped(per_user: np.ndarray, groups: list[tuple[str, np.ndarray]]) -> list[float]:
+    return [float(per_user[mask].mean()) if mask.any() else float("nan") for _, mask in groups]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", type=Path, help="nasrec run directories (with model/)")
+    p.add_argument("--recbole", type=Path, required=True, help="RUN/recbole_eval_ranks.json of recbole_eval_ranks.py")
+    p.add_argument("--edges", default=None,
+                   help="comma-separated test-input lengths between groups (default: max_len,100,200)")
+    args = p.parse_args()
+    config = json.loads((args.runs[0] / "config.json").read_text())
+    max_len = int(json.loads((args.runs[0] / "result.json").read_text())["max_len"])
+    edges = [int(e) for e in args.edges.split(",")] if args.edges else [max_len, 100, 200]
+    data = DataOptions(**config["data"]).load()
+    splits = leave_one_out(data)
+    user_ids = [data.user_ids[u] for u in splits.test.users.tolist()]
+    groups = length_groups(np.array([len(h) for h in splits.test.inputs]), edges)
+
+    recbole = json.loads(args.recbole.read_text())
+    rows: list[tuple[str, dict[str, np.ndarray]]] = []
+    per_split = {}
+    for split in ("valid", "test"):
+        ranks = recbole[split]
+        if set(ranks) != set(user_ids):
+            raise SystemExit(f"{args.recbole}: its {split} users are not nasrec's: the runs must share their users")
+        per_split[split] = row_metrics(torch.tensor([ranks[u] for u in user_ids]), 10)["ndcg@10"]
+    rows.append(("RecBole", {k: np.asarray(v) for k, v in per_split.items()}))
+    nasrec_runs = []
+    for run in args.runs:
+        model = load_model(run / "model")
+        scores = {split: np.asarray(row_metrics(arch_ranks(model, model.arch, getattr(splits, split), data.n_items,
+                                                           max_len)["full"], 10)["ndcg@10"])
+                  for split in ("valid", "test")}
+        nasrec_runs.append((run.name, scores))
+    if len(nasrec_runs) > 1:
+        rows.append((f"nasrec, mean of {len(nasrec_runs)} runs",
+                     {s: np.mean([r[s] for _, r in nasrec_runs], axis=0) for s in ("valid", "test")}))
+    rows.extend(nasrec_runs)
+
+    header = ["model", "split", "all", *(f"{label} ({int(mask.sum()):,} users)" for label, mask in groups)]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name, scores in rows:
+        for split in ("valid", "test"):
+            values = [float(scores[split].mean()), *grouped(scores[split], groups)]
+            print(f"| {name} | {split} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
+
+
+if __name__ == "__main__":
+    main()
