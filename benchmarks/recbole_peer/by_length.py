@@ -10,7 +10,9 @@ Users are grouped by the length of their test input (every interaction but the l
 the users whose test input is shorter than max_len, so that their window is padded. RecBole's side is
 `recbole_eval_ranks.py`'s output (its best model's per-user ranks on both splits); nasrec's runs are scored
 from their saved models on both splits (full ranking, history kept, as RecBole ranks). nasrec's row is the
-runs' per-user mean; each run is printed too. Prints a markdown table.
+runs' per-user mean; each run is printed too. Prints a markdown table, then paired tests over the users
+(`nasrec.compare.paired_test`) of nasrec minus RecBole on validation, on test, and of the change of that
+difference from validation to test (does one tool gain on test what it lost on validation?).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from nasrec.api import DataOptions
+from nasrec.compare import paired_test
 from nasrec.data.split import leave_one_out
 from nasrec.metrics import row_metrics
 from nasrec.models.export import load_model
@@ -88,6 +91,17 @@ def main() -> None:
         for split in ("valid", "test"):
             values = [float(scores[split].mean()), *grouped(scores[split], groups)]
             print(f"| {name} | {split} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
+
+    nasrec = rows[1][1]  # the runs' mean, or the one run
+    recbole_scores = rows[0][1]
+    diff = {split: nasrec[split] - recbole_scores[split] for split in ("valid", "test")}
+    print()
+    for label, a, b in (("valid", nasrec["valid"], recbole_scores["valid"]),
+                        ("test", nasrec["test"], recbole_scores["test"]),
+                        ("test minus valid", diff["test"], diff["valid"])):
+        t = paired_test(a, b)
+        print(f"nasrec - RecBole, {label}: {t.difference:+.4f}, 95% interval [{t.ci_low:+.4f}, {t.ci_high:+.4f}], "
+              f"sign-flip p {t.p_value:.4f} ({t.n:,} users)")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,14 @@ def test_table_puts_recbole_ranks_beside_a_nasrec_run(tmp_path):
     nasrec_test = next(line for line in lines if line.startswith("| run | test |"))
     assert float(nasrec_test.split("|")[3]) == pytest.approx(result["metrics"]["test"]["full"]["ndcg@10"], abs=1e-4)
 
+    nasrec_valid = float(next(line for line in lines if line.startswith("| run | valid |")).split("|")[3])
+    paired = {line.split(":")[0]: float(line.split(":")[1].split(",")[0])
+              for line in lines if line.startswith("nasrec - ")}
+    assert paired["nasrec - RecBole, valid"] == pytest.approx(nasrec_valid - 1.0, abs=1e-4)
+    assert paired["nasrec - RecBole, test"] == pytest.approx(float(nasrec_test.split("|")[3]), abs=1e-4)
+    assert paired["nasrec - RecBole, test minus valid"] == pytest.approx(
+        paired["nasrec - RecBole, test"] - paired["nasrec - RecBole, valid"], abs=2e-4)
+
     ranks.write_text(json.dumps({"valid": dict.fromkeys(users[:-1], 0), "test": dict.fromkeys(users, 50)}))
     failed = subprocess.run([sys.executable, str(SCRIPT), "--recbole", str(ranks), str(run)],
                             capture_output=True, text=True, timeout=300)
