@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from nasrec.api import DataOptions
-from nasrec.compare import paired_test
+from nasrec.compare import paired_test, run_metric
 from nasrec.data.split import leave_one_out
 from nasrec.metrics import row_metrics
 from nasrec.models.export import load_model
@@ -74,11 +74,13 @@ def main() -> None:
     rows.append(("RecBole", {k: np.asarray(v) for k, v in per_split.items()}))
     nasrec_runs = []
     for run in args.runs:
+        if json.loads((run / "result.json").read_text())["metrics"].get("exclude_history", False):
+            raise SystemExit(f"{run}: trained with --exclude-history; RecBole's ranks keep history items")
+        # run_metric checks the run's data fingerprint and that its model gives back its reported test metric
+        test = run_metric(run, "ndcg@10", data, splits.test).per_user
         model = load_model(run / "model")
-        scores = {split: np.asarray(row_metrics(arch_ranks(model, model.arch, getattr(splits, split), data.n_items,
-                                                           max_len)["full"], 10)["ndcg@10"])
-                  for split in ("valid", "test")}
-        nasrec_runs.append((run.name, scores))
+        valid = row_metrics(arch_ranks(model, model.arch, splits.valid, data.n_items, max_len)["full"], 10)["ndcg@10"]
+        nasrec_runs.append((run.name, {"valid": np.asarray(valid), "test": np.asarray(test)}))
     if len(nasrec_runs) > 1:
         rows.append((f"nasrec, mean of {len(nasrec_runs)} runs",
                      {s: np.mean([r[s] for _, r in nasrec_runs], axis=0) for s in ("valid", "test")}))
