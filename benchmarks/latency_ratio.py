@@ -26,6 +26,10 @@ def main() -> None:
     parser.add_argument("--max-len", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--compile", action="store_true",
+                        help="time torch.compile'd scorers (inductor) instead of eager ones")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 256])
+    parser.add_argument("--attention", nargs="+", default=None, help="attention kinds (default: the space's)")
     parser.add_argument("--out", default="benchmarks/out/latency_ratio.json")
     args = parser.parse_args()
     if args.threads:
@@ -36,14 +40,15 @@ def main() -> None:
     torch.manual_seed(0)
     supernet = ElasticSASRec(ModelDims.for_space(space, args.n_items, max_len))
     rows = {}
-    for attention in space.attentions:
+    for attention in args.attention or space.attentions:
         pair = {"max": space.max_arch(attention), "min": space.min_arch(attention)}
         models = {k: export(supernet, a).eval() for k, a in pair.items()}
-        for batch in (1, 256):
+        for batch in args.batches:
             times: dict[str, list[float]] = {"max": [], "min": []}
             for _ in range(args.rounds):  # alternate so drifts in machine load hit both alike
                 for k, m in models.items():
-                    times[k].append(cost.latency_ms(m, batch, max_len=max_len, repeats=5 if batch > 1 else 20))
+                    times[k].append(cost.latency_ms(m, batch, max_len=max_len, repeats=5 if batch > 1 else 20,
+                                                    compiled=args.compile))
             lat = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
             flops = {k: cost.flops(a, args.n_items, max_len) for k, a in pair.items()}
             latency_ratio, flops_ratio = lat["max"] / lat["min"], flops["max"] / flops["min"]
@@ -54,7 +59,7 @@ def main() -> None:
                 "within_1.5x": 1 / 1.5 <= latency_ratio / flops_ratio <= 1.5,
             }
     report = {"space": space.name, "n_items": args.n_items, "max_len": max_len, "threads": torch.get_num_threads(),
-              "rows": rows}
+              "compiled": args.compile, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -140,6 +140,11 @@ class SupernetSpec(_Strict):
     init: Literal["transformer", "bert"] = "transformer"
     # LayerNorm over item + position embeddings before the first block (BERT, RecBole's SASRec)
     embedding_norm: bool = False
+    # dropout on the FFN's inner activations, as the original SASRec; RecBole's FFN drops only its output
+    ffn_dropout: bool = True
+    # "right": the newest item has the last position (SASRec's); "left": the oldest item of the window has
+    # position 0, so a short history's positions count from its start (RecBole's left-aligned sequences)
+    positions: Literal["right", "left"] = "right"
 
 
 class WidthChoice(_Strict):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import statistics
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,24 +88,41 @@ def counted_flops(model: ElasticSASRec, max_len: int | None = None) -> int:
 
 
 def latency_ms(model: ElasticSASRec, batch_size: int, *, max_len: int | None = None, repeats: int = 10,
-               warmup: int = 3, seed: int = 0) -> float:
-    """Median wall time of one `score_last` batch on the model's device, in milliseconds, after warm-up."""
+               warmup: int = 3, seed: int = 0, compiled: bool = False) -> float:
+    """Median wall time of one `score_last` batch on the model's device, in milliseconds, after warm-up.
+
+    `compiled`: time `torch.compile(model.score_last)` (inductor; its compilation happens in the warm-up),
+    as a served model would run with the per-operator Python dispatch fused away."""
     length = max_len or model.dims.max_len
     device = model_device(model)
     gen = torch.Generator().manual_seed(seed)
     inputs = torch.randint(1, model.dims.n_items + 1, (batch_size, length), generator=gen).to(device)
     model.eval()
+    score = compiled_scorer(model) if compiled else model.score_last
     times = []
-    # how a served model runs: no autograd bookkeeping; linear attention as the FLOPs count it
-    with torch.inference_mode(), linear_attention_form("states"):
+    # how a served model runs: no autograd bookkeeping; linear attention as the FLOPs count it. A compiled
+    # scorer that hits dynamo's recompile limit raises instead of silently running eager.
+    with torch.inference_mode(), linear_attention_form("states"), \
+            torch._dynamo.config.patch(recompile_limit=64, fail_on_recompile_limit_hit=True):
         for i in range(warmup + repeats):
             synchronize(device)
             start = time.perf_counter()
-            model.score_last(inputs)
+            score(inputs)
             synchronize(device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times)
+
+
+_compiled_scorers: weakref.WeakKeyDictionary[ElasticSASRec, Callable[[torch.Tensor], torch.Tensor]] = \
+    weakref.WeakKeyDictionary()
+
+
+def compiled_scorer(model: ElasticSASRec) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`torch.compile(model.score_last)`, one per model, so repeated timings reuse its compiled graphs."""
+    if model not in _compiled_scorers:
+        _compiled_scorers[model] = torch.compile(model.score_last, dynamic=False)
+    return _compiled_scorers[model]
 
 
 @dataclass(frozen=True)

@@ -54,3 +54,17 @@ def test_latency_is_positive() -> None:
     supernet = ElasticSASRec(ModelDims.for_space(space, N_ITEMS, 20))
     ms = cost.latency_ms(export(supernet, space.min_arch()), 8, repeats=3, warmup=1)
     assert ms > 0
+
+
+def test_compiled_scorer_gives_the_eager_scores_and_a_latency() -> None:
+    torch.manual_seed(0)
+    space = get_space("tiny")
+    supernet = ElasticSASRec(ModelDims.for_space(space, N_ITEMS, 20))
+    model = export(supernet, space.min_arch()).eval()
+    x = torch.randint(1, N_ITEMS + 1, (3, 20))
+    x[0, :15] = 0  # a short history among full ones: the padding mask is on the compiled path too
+    scorer = cost.compiled_scorer(model)
+    assert cost.compiled_scorer(model) is scorer  # one compiled scorer per model, reused by repeated timings
+    with torch.inference_mode():
+        torch.testing.assert_close(scorer(x), model.score_last(x))
+    assert cost.latency_ms(model, 2, repeats=2, warmup=1, compiled=True) > 0

@@ -57,6 +57,8 @@ class ModelDims:
     attention_dropout: float = 0.0  # on softmax attention weights, training only
     init: str = "transformer"  # or "bert" (see `ElasticSASRec.reset_parameters`)
     embedding_norm: bool = False  # LayerNorm over the summed input embeddings
+    ffn_dropout: bool = True  # dropout on the FFN's inner activations (SASRec's; RecBole's FFN has none)
+    positions: str = "right"  # "right": the newest item has the last position; "left": the oldest has 0 (RecBole)
 
     @property
     def depth(self) -> int:
@@ -94,6 +96,8 @@ class ModelDims:
             attention_dropout=sn.attention_dropout,
             init=sn.init,
             embedding_norm=sn.embedding_norm,
+            ffn_dropout=sn.ffn_dropout,
+            positions=sn.positions,
         )
 
     def for_arch(self, arch: Arch) -> ModelDims:
@@ -224,10 +228,11 @@ class Block(nn.Module):
     """One transformer block at its maximal size; `forward` runs any leading slice of it."""
 
     def __init__(self, hidden: int, inner: int, norm: str, dropout: float, gates: int = 0,
-                 attention_dropout: float = 0.0) -> None:
+                 attention_dropout: float = 0.0, ffn_dropout: bool = True) -> None:
         super().__init__()
         self.norm = norm
         self.attention_dropout = attention_dropout
+        self.ffn_dropout = ffn_dropout
         if gates:  # EASRec data-aware gates: an MLP on the input embeddings, one head per gated layer
             self.gate_in = nn.Linear(hidden, GATE_HIDDEN)
             self.gate1 = nn.Linear(GATE_HIDDEN, inner)
@@ -279,7 +284,7 @@ class Block(nn.Module):
         a = F.gelu(sliced_linear(x, self.fc1, inner, h))
         if gates[0] is not None:  # data-aware gate on the first dense layer (EASRec)
             a = a * gates[0]
-        out = sliced_linear(self.dropout(a), self.fc2, h, inner)
+        out = sliced_linear(self.dropout(a) if self.ffn_dropout else a, self.fc2, h, inner)
         if gates[1] is not None:  # ... and on the second
             out = out * gates[1]
         return out
@@ -307,8 +312,8 @@ class ElasticSASRec(nn.Module):
         if dims.projection:
             self.in_proj = nn.Linear(dims.embedding, dims.hidden)
             self.out_proj = nn.Linear(dims.hidden, dims.embedding)
-        self.blocks = nn.ModuleList(Block(dims.hidden, i, dims.norm, dims.dropout, dims.gates, dims.attention_dropout)
-                                    for i in dims.inner)
+        self.blocks = nn.ModuleList(Block(dims.hidden, i, dims.norm, dims.dropout, dims.gates, dims.attention_dropout,
+                                          dims.ffn_dropout) for i in dims.inner)
         self.final_ln = nn.LayerNorm(dims.hidden, eps=LN_EPS)
         if dims.embedding_norm:
             self.emb_ln = nn.LayerNorm(dims.hidden, eps=LN_EPS)
@@ -353,7 +358,10 @@ class ElasticSASRec(nn.Module):
             x = x * math.sqrt(e)
         if arch.projected:
             x = sliced_linear(x, self.in_proj, h, e)
-        x = x + self.pos_emb[-inputs.shape[1]:, :h]  # right-aligned: the newest item has the last position
+        if self.dims.positions == "right":  # the newest item has the last position, whatever the history's length
+            x = x + self.pos_emb[-inputs.shape[1]:, :h]
+        else:  # "left": the k-th item of the window has position k-1 (RecBole's left-aligned sequences)
+            x = x + self.pos_emb[(valid.cumsum(1) - 1).clamp_(min=0), :h]
         if self.dims.embedding_norm:
             x = sliced_layer_norm(x, self.emb_ln, h)
         return self.emb_dropout(x) * valid.unsqueeze(-1), valid
@@ -388,8 +396,9 @@ class ElasticSASRec(nn.Module):
     def score_last(self, inputs: torch.Tensor, arch: Arch | None = None) -> torch.Tensor:
         """Next-item scores [B, n_items + 1] from the last position; column 0 (padding) is -inf.
 
-        Columns that are padding in every row are dropped first: positions are right-aligned and padding
-        is masked, so the scores are the same and a batch of short histories costs only its length."""
+        Columns that are padding in every row are dropped first: positions count from one end of the valid
+        items (`dims.positions`) and padding is masked, so the scores are the same and a batch of short
+        histories costs only its length."""
         arch = arch or self.arch
         scores = self.item_scores(self(trim_left_padding(inputs), arch)[:, -1], arch)
         return F.pad(scores, (1, 0), value=float("-inf"))

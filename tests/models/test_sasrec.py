@@ -154,17 +154,52 @@ def test_attention_dropout_acts_on_softmax_weights_in_training_only() -> None:
     torch.testing.assert_close(linear(x), linear(x))  # linear attention forms no weights to drop
 
 
+def test_ffn_dropout_acts_on_the_inner_activations_only() -> None:
+    torch.manual_seed(0)
+    dims = ModelDims(N_ITEMS, MAX_LEN, 32, (64,), 32, 2, dropout=0.5)
+    block = ElasticSASRec(dims).blocks[0].train()
+    x = torch.randn(4, MAX_LEN, 32)
+    assert not torch.allclose(block.ffn(x, 32, 64), block.ffn(x, 32, 64))  # inner activations dropped
+    block.ffn_dropout = False
+    torch.testing.assert_close(block.ffn(x, 32, 64), block.eval().ffn(x, 32, 64))
+    model = ElasticSASRec(replace(dims, ffn_dropout=False))  # the residual and embedding dropout stay
+    model.train()
+    assert not torch.allclose(model(_inputs()), model(_inputs()))
+
+
+def test_left_positions_count_from_the_oldest_item_of_the_window() -> None:
+    torch.manual_seed(0)
+    dims = ModelDims(N_ITEMS, MAX_LEN, 32, (64,), 32, 2, dropout=0.0, init="bert")
+    right = ElasticSASRec(dims).eval()
+    left = ElasticSASRec(replace(dims, positions="left")).eval()
+    left.load_state_dict(right.state_dict())
+    x = torch.zeros(2, MAX_LEN, dtype=torch.long)
+    x[0] = torch.randint(1, N_ITEMS + 1, (MAX_LEN,))  # a full window
+    x[1, -3:] = torch.tensor([5, 6, 7])  # three items, right-padded to the window
+    with torch.no_grad():
+        got = left.embed(x, left.arch)[0]
+        torch.testing.assert_close(got[0], right.embed(x, right.arch)[0][0])  # full windows: the same positions
+        torch.testing.assert_close(got[1, -3:], left.item_emb.weight[[5, 6, 7]] + left.pos_emb[:3])
+        assert not torch.allclose(got[1, -3:], right.embed(x, right.arch)[0][1, -3:])
+        # score_last drops the columns that are padding in every row: the positions must not move
+        untrimmed = left.item_scores(left(x[1:])[:, -1], left.arch)
+        torch.testing.assert_close(left.score_last(x[1:])[:, 1:], untrimmed)
+
+
 def test_spaces_read_the_model_options(tmp_path: Path) -> None:
     from nasrec.arch import load_space_file
     from nasrec.errors import ConfigError
 
     text = (Path(__file__).parents[2] / "search_spaces" / "tiny.yaml").read_text()
     path = tmp_path / "tiny-attn.yaml"
-    options = "dropout: 0.1\n  attention_dropout: 0.3\n  init: bert\n  embedding_norm: true"
+    options = ("dropout: 0.1\n  attention_dropout: 0.3\n  init: bert\n  embedding_norm: true\n  ffn_dropout: false\n"
+               "  positions: left")
     path.write_text(text.replace("dropout: 0.1", options).replace("name: tiny", "name: tiny-attn"))
     dims = ModelDims.for_space(load_space_file(path), N_ITEMS)
-    assert (dims.attention_dropout, dims.init, dims.embedding_norm) == (0.3, "bert", True)
-    assert ModelDims.for_space(get_space("tiny"), N_ITEMS).init == "transformer"
+    assert (dims.attention_dropout, dims.init, dims.embedding_norm, dims.ffn_dropout, dims.positions) == (
+        0.3, "bert", True, False, "left")
+    default = ModelDims.for_space(get_space("tiny"), N_ITEMS)
+    assert (default.init, default.ffn_dropout, default.positions) == ("transformer", True, "right")
     path.write_text(text.replace("dropout: 0.1", "dropout: 0.1\n  init: xavier"))
     with pytest.raises(ConfigError, match="init"):
         load_space_file(path)
