@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Validation and test NDCG@10 by users' history length: nasrec runs beside a RecBole run's saved model.
+"""Validation and test NDCG@10 by users' history length: nasrec runs beside RecBole runs' saved models.
 
     .venv/bin/python benchmarks/recbole_peer/by_length.py \\
         --recbole benchmarks/out/recbole_peer_ml1m_resumed/recbole_eval_ranks.json \\
@@ -10,9 +10,10 @@ Users are grouped by the length of their test input (every interaction but the l
 the users whose test input is shorter than max_len, so that their window is padded. RecBole's side is
 `recbole_eval_ranks.py`'s output (its best model's per-user ranks on both splits); nasrec's runs are scored
 from their saved models on both splits (full ranking, history kept, as RecBole ranks). nasrec's row is the
-runs' per-user mean; each run is printed too. Prints a markdown table, then paired tests over the users
-(`nasrec.compare.paired_test`) of nasrec minus RecBole on validation, on test, and of the change of that
-difference from validation to test (does one tool gain on test what it lost on validation?).
+runs' per-user mean; each run is printed too. `--recbole` repeated (RecBole seeds) averages them per user the
+same way, so that seed means are compared rather than one RecBole run. Prints a markdown table, then paired
+tests over the users (`nasrec.compare.paired_test`) of nasrec minus RecBole on validation, on test, and of the
+change of that difference from validation to test (does one tool gain on test what it lost on validation?).
 """
 
 from __future__ import annotations
@@ -48,10 +49,16 @@ def grouped(per_user: np.ndarray, groups: list[tuple[str, np.ndarray]]) -> list[
     return [float(per_user[mask].mean()) if mask.any() else float("nan") for _, mask in groups]
 
 
+def runs_mean(runs: list[tuple[str, dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
+    """Per-user mean over runs of each split's scores (the one run's own when there is one)."""
+    return {s: np.mean([r[s] for _, r in runs], axis=0) for s in ("valid", "test")}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path, help="nasrec run directories (with model/)")
-    p.add_argument("--recbole", type=Path, required=True, help="RUN/recbole_eval_ranks.json of recbole_eval_ranks.py")
+    p.add_argument("--recbole", type=Path, action="append", required=True,
+                   help="RUN/recbole_eval_ranks.json of recbole_eval_ranks.py; repeat it for several RecBole runs")
     p.add_argument("--edges", default=None,
                    help="comma-separated test-input lengths between groups (default: max_len,100,200)")
     args = p.parse_args()
@@ -63,15 +70,16 @@ def main() -> None:
     user_ids = [data.user_ids[u] for u in splits.test.users.tolist()]
     groups = length_groups(np.array([len(h) for h in splits.test.inputs]), edges)
 
-    recbole = json.loads(args.recbole.read_text())
-    rows: list[tuple[str, dict[str, np.ndarray]]] = []
-    per_split = {}
-    for split in ("valid", "test"):
-        ranks = recbole[split]
-        if set(ranks) != set(user_ids):
-            raise SystemExit(f"{args.recbole}: its {split} users are not nasrec's: the runs must share their users")
-        per_split[split] = row_metrics(torch.tensor([ranks[u] for u in user_ids]), 10)["ndcg@10"]
-    rows.append(("RecBole", {k: np.asarray(v) for k, v in per_split.items()}))
+    recbole_runs = []
+    for path in args.recbole:
+        recbole = json.loads(path.read_text())
+        per_split = {}
+        for split in ("valid", "test"):
+            ranks = recbole[split]
+            if set(ranks) != set(user_ids):
+                raise SystemExit(f"{path}: its {split} users are not nasrec's: the runs must share their users")
+            per_split[split] = np.asarray(row_metrics(torch.tensor([ranks[u] for u in user_ids]), 10)["ndcg@10"])
+        recbole_runs.append((f"RecBole ({path.parent.name})" if len(args.recbole) > 1 else "RecBole", per_split))
     nasrec_runs = []
     for run in args.runs:
         if json.loads((run / "result.json").read_text())["metrics"].get("exclude_history", False):
@@ -81,10 +89,12 @@ def main() -> None:
         model = load_model(run / "model")
         valid = row_metrics(arch_ranks(model, model.arch, splits.valid, data.n_items, max_len)["full"], 10)["ndcg@10"]
         nasrec_runs.append((run.name, {"valid": np.asarray(valid), "test": np.asarray(test)}))
-    if len(nasrec_runs) > 1:
-        rows.append((f"nasrec, mean of {len(nasrec_runs)} runs",
-                     {s: np.mean([r[s] for _, r in nasrec_runs], axis=0) for s in ("valid", "test")}))
-    rows.extend(nasrec_runs)
+    recbole_scores, nasrec = runs_mean(recbole_runs), runs_mean(nasrec_runs)
+    rows: list[tuple[str, dict[str, np.ndarray]]] = []
+    for tool, runs, mean in (("RecBole", recbole_runs, recbole_scores), ("nasrec", nasrec_runs, nasrec)):
+        if len(runs) > 1:
+            rows.append((f"{tool}, mean of {len(runs)} runs", mean))
+        rows.extend(runs)
 
     header = ["model", "split", "all", *(f"{label} ({int(mask.sum()):,} users)" for label, mask in groups)]
     print("| " + " | ".join(header) + " |")
@@ -94,8 +104,6 @@ def main() -> None:
             values = [float(scores[split].mean()), *grouped(scores[split], groups)]
             print(f"| {name} | {split} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
 
-    nasrec = rows[1][1]  # the runs' mean, or the one run
-    recbole_scores = rows[0][1]
     diff = {split: nasrec[split] - recbole_scores[split] for split in ("valid", "test")}
     print()
     for label, a, b in (("valid", nasrec["valid"], recbole_scores["valid"]),
