@@ -65,6 +65,21 @@ def test_table_puts_recbole_ranks_beside_a_nasrec_run(tmp_path):
     assert paired["nasrec - RecBole, test minus valid"] == pytest.approx(
         paired["nasrec - RecBole, test"] - paired["nasrec - RecBole, valid"], abs=2e-4)
 
+    # a second RecBole run at rank 0 on test too: the two runs' per-user mean (test NDCG@10 0.5) is what the
+    # paired test compares with
+    second = tmp_path / "seed1" / "recbole_eval_ranks.json"
+    second.parent.mkdir()
+    second.write_text(json.dumps({"valid": dict.fromkeys(users, 0), "test": dict.fromkeys(users, 0)}))
+    out = subprocess.run([sys.executable, str(SCRIPT), "--recbole", str(ranks), "--recbole", str(second),
+                          "--edges", "10", str(run)], check=True, capture_output=True, text=True, timeout=300).stdout
+    lines = out.splitlines()
+    assert "| RecBole, mean of 2 runs | test | 0.5000 | 0.5000 | 0.5000 |" in lines
+    assert f"| RecBole ({tmp_path.name}) | test | 0.0000 | 0.0000 | 0.0000 |" in lines
+    assert "| RecBole (seed1) | test | 1.0000 | 1.0000 | 1.0000 |" in lines
+    paired_test = next(line for line in lines if line.startswith("nasrec - RecBole, test:"))
+    assert float(paired_test.split(":")[1].split(",")[0]) == pytest.approx(float(nasrec_test.split("|")[3]) - 0.5,
+                                                                            abs=1e-4)
+
     ranks.write_text(json.dumps({"valid": dict.fromkeys(users[:-1], 0), "test": dict.fromkeys(users, 50)}))
     failed = subprocess.run([sys.executable, str(SCRIPT), "--recbole", str(ranks), str(run)],
                             capture_output=True, text=True, timeout=300)
