@@ -175,7 +175,7 @@ def test_left_positions_count_from_the_oldest_item_of_the_window() -> None:
     left.load_state_dict(right.state_dict())
     x = torch.zeros(2, MAX_LEN, dtype=torch.long)
     x[0] = torch.randint(1, N_ITEMS + 1, (MAX_LEN,))  # a full window
-    x[1, -3:] = torch.tensor([5, 6, 7])  # three items, right-padded to the window
+    x[1, -3:] = torch.tensor([5, 6, 7])  # three items at the window's end, padded on the left
     with torch.no_grad():
         got = left.embed(x, left.arch)[0]
         torch.testing.assert_close(got[0], right.embed(x, right.arch)[0][0])  # full windows: the same positions
