@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from nasrec.arch import get_space
+from nasrec.arch import SearchSpace, get_space
 from nasrec.models import ElasticSASRec, ModelDims
 from nasrec.models.export import export
 from nasrec.models.sasrec import linear_attention_form
@@ -37,6 +37,13 @@ def median_ms(fn: Callable[[], object], repeats: int = 200, warmup: int = 20) ->
     return 1000.0 * statistics.median(times)
 
 
+def seeded_supernet(space_name: str, n_items: int) -> tuple[SearchSpace, ElasticSASRec]:
+    """The space and a supernet at its max_len, initialised from seed 0, as the latency benchmarks time them."""
+    space = get_space(space_name)
+    torch.manual_seed(0)
+    return space, ElasticSASRec(ModelDims.for_space(space, n_items, space.supernet.max_len))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default="sasrec-ml1m")
@@ -49,10 +56,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    space = get_space(args.space)
+    space, supernet = seeded_supernet(args.space, args.n_items)
     max_len = space.supernet.max_len
-    torch.manual_seed(0)
-    supernet = ElasticSASRec(ModelDims.for_space(space, args.n_items, max_len))
     arch = space.min_arch() if args.arch == "min" else space.max_arch()
     model = export(supernet, arch).eval()
     inputs = torch.randint(1, args.n_items + 1, (1, max_len))

@@ -108,22 +108,31 @@ class ModelDims:
         )
 
 
+def leading(t: torch.Tensor, *sizes: int) -> torch.Tensor:
+    """`t[:sizes[0], :sizes[1], ...]`, or `t` itself when it has those sizes: an exported model runs whole,
+    and skipping the slice views it would make on every call is a few percent of a small model at batch 1."""
+    if t.shape[: len(sizes)] == sizes:
+        return t
+    return t[tuple(slice(0, n) for n in sizes)]
+
+
 def sliced_linear(x: torch.Tensor, layer: nn.Linear, n_out: int, n_in: int) -> torch.Tensor:
     """`layer` restricted to its first n_out outputs and first n_in inputs."""
-    return F.linear(x, layer.weight[:n_out, :n_in], layer.bias[:n_out])
+    return F.linear(x, leading(layer.weight, n_out, n_in), leading(layer.bias, n_out))
 
 
 def sliced_layer_norm(x: torch.Tensor, ln: nn.LayerNorm, n: int) -> torch.Tensor:
-    return F.layer_norm(x, (n,), ln.weight[:n], ln.bias[:n], LN_EPS)
+    return F.layer_norm(x, (n,), leading(ln.weight, n), leading(ln.bias, n), LN_EPS)
 
 
-def attention_mask(valid: torch.Tensor) -> torch.Tensor | None:
+def attention_mask(valid: torch.Tensor | None) -> torch.Tensor | None:
     """Additive causal + padding mask [B, 1, L, L] for softmax attention, built once per forward; None when
-    no position is padded: causal attention alone is then exact, and its kernel needs no [B, L, L] mask
-    (full-length histories, the common case at serving time, skip building and reading one).
+    no position is padded (`valid` None, see `ElasticSASRec.embed`): causal attention alone is then exact,
+    and its kernel needs no [B, L, L] mask (full-length histories, the common case at serving time, skip
+    building and reading one).
 
     A query may always see itself, so padding rows (no valid key) stay finite; they are zeroed later."""
-    if bool(valid.all()):
+    if valid is None:
         return None
     length = valid.shape[1]
     causal = torch.ones(length, length, dtype=torch.bool, device=valid.device).tril()
@@ -132,11 +141,11 @@ def attention_mask(valid: torch.Tensor) -> torch.Tensor | None:
     return torch.zeros(allowed.shape, device=valid.device).masked_fill_(~allowed, float("-inf"))
 
 
-def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
+def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor | None,
                       mask: torch.Tensor | None = None, dropout_p: float = 0.0) -> torch.Tensor:
-    """Causal, padding-masked scaled dot-product attention. q, k, v: [B, heads, L, d]; valid: [B, L];
-    `mask`: `attention_mask(valid)` if the caller has it. `dropout_p` drops attention weights (pass 0
-    outside training)."""
+    """Causal, padding-masked scaled dot-product attention. q, k, v: [B, heads, L, d]; valid: [B, L], or None
+    when no position is padded; `mask`: `attention_mask(valid)` if the caller has it. `dropout_p` drops
+    attention weights (pass 0 outside training)."""
     if mask is None:
         mask = attention_mask(valid)
     if mask is None:
@@ -166,7 +175,7 @@ def linear_attention_form(form: str) -> Iterator[None]:
         _linear_form = previous
 
 
-def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
+def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor | None,
                      mask: torch.Tensor | None = None, dropout_p: float = 0.0) -> torch.Tensor:
     """LinRec attention, made causal with prefix sums and blind to padding. It forms no attention weights,
     so `dropout_p` (attention-weight dropout) does not apply to it.
@@ -176,7 +185,7 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: t
     chosen by `linear_attention_form`.
     """
     q = F.elu(q)
-    k = F.elu(k) * valid[:, None, :, None]  # padding keys contribute nothing
+    k = F.elu(k) if valid is None else F.elu(k) * valid[:, None, :, None]  # padding keys contribute nothing
     q = q / q.norm(dim=-1, keepdim=True).clamp_min(LINEAR_ATTN_EPS)
     k_norm = torch.cumsum(k * k, dim=-2).clamp_min(LINEAR_ATTN_EPS**2).sqrt()  # [B, H, L, d]: per query t
     q = q / k_norm
@@ -203,6 +212,11 @@ def linear_attention_state_floats(device: torch.device) -> int:
     """How many running-state numbers `linear_attention` forms at a time: about one core's L2 on a CPU,
     effectively all positions on a GPU (where one large cumsum is cheaper than a loop of small ones)."""
     return 1 << 18 if device.type == "cpu" else 1 << 28
+
+
+def zero_padding(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """x [B, L, ...] with padding positions zeroed; `valid` None means none is padded."""
+    return x if valid is None else x * valid.unsqueeze(-1)
 
 
 def trim_left_padding(inputs: torch.Tensor) -> torch.Tensor:
@@ -248,7 +262,7 @@ class Block(nn.Module):
         self.fc2 = nn.Linear(inner, hidden)
         self.dropout = Dropout(dropout)
 
-    def attention(self, x: torch.Tensor, valid: torch.Tensor, h: int, heads: int, kind: str,
+    def attention(self, x: torch.Tensor, valid: torch.Tensor | None, h: int, heads: int, kind: str,
                   mask: torch.Tensor | None = None) -> torch.Tensor:
         b, length, _ = x.shape
         q, k, v = self.qkv(x, h, heads)
@@ -261,8 +275,8 @@ class Block(nn.Module):
         weight slices copies 3 h^2 numbers, a small price for one wide GEMM instead of three narrow ones
         (and two fewer calls at batch 1)."""
         b, length, _ = x.shape
-        weight = torch.cat([lin.weight[:h, :h] for lin in (self.q, self.k, self.v)])
-        bias = torch.cat([lin.bias[:h] for lin in (self.q, self.k, self.v)])
+        weight = torch.cat([leading(lin.weight, h, h) for lin in (self.q, self.k, self.v)])
+        bias = torch.cat([leading(lin.bias, h) for lin in (self.q, self.k, self.v)])
         q, k, v = F.linear(x, weight, bias).view(b, length, 3, heads, h // heads).permute(2, 0, 3, 1, 4)
         return q, k, v
 
@@ -289,7 +303,7 @@ class Block(nn.Module):
             out = out * gates[1]
         return out
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor, h: int, inner: int, heads: int, kind: str,
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None, h: int, inner: int, heads: int, kind: str,
                 gates: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.norm == "pre":
@@ -298,7 +312,7 @@ class Block(nn.Module):
         else:
             x = sliced_layer_norm(x + self.dropout(self.attention(x, valid, h, heads, kind, mask)), self.ln1, h)
             x = sliced_layer_norm(x + self.dropout(self.ffn(x, h, inner, gates)), self.ln2, h)
-        return x * valid.unsqueeze(-1)
+        return zero_padding(x, valid)
 
 
 class ElasticSASRec(nn.Module):
@@ -347,24 +361,29 @@ class ElasticSASRec(nn.Module):
         return self.dims.full_arch
 
     # -- the three stages, public so strategies can compose mixtures of them ---------------------
-    def embed(self, inputs: torch.Tensor, arch: Arch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input embeddings [B, L, hidden] and the valid-position mask [B, L]."""
+    def embed(self, inputs: torch.Tensor, arch: Arch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Input embeddings [B, L, hidden] and the valid-position mask [B, L], or None when no position is
+        padded: every later masking step (attention mask, zeroing padding rows) is then skipped, which at
+        batch 1 is a noticeable share of a small model's time."""
         if self.input_observer is not None:
             self.input_observer(inputs)
         e, h = arch.embedding, arch.hidden
         valid = inputs > 0
-        x = F.embedding(inputs, self.item_emb.weight[:, :e])
+        table = self.item_emb.weight
+        x = F.embedding(inputs, leading(table, table.shape[0], e))
         if self.dims.init == "transformer":
             x = x * math.sqrt(e)
         if arch.projected:
             x = sliced_linear(x, self.in_proj, h, e)
         if self.dims.positions == "right":  # the newest item has the last position, whatever the history's length
-            x = x + self.pos_emb[-inputs.shape[1]:, :h]
+            length = inputs.shape[1]
+            x = x + leading(self.pos_emb if length == self.dims.max_len else self.pos_emb[-length:], length, h)
         else:  # "left": the k-th item of the window has position k-1 (RecBole's left-aligned sequences)
-            x = x + self.pos_emb[(valid.cumsum(1) - 1).clamp_(min=0), :h]
+            x = x + leading(self.pos_emb, self.pos_emb.shape[0], h)[(valid.cumsum(1) - 1).clamp_(min=0)]
         if self.dims.embedding_norm:
             x = sliced_layer_norm(x, self.emb_ln, h)
-        return self.emb_dropout(x) * valid.unsqueeze(-1), valid
+        padded = None if bool(valid.all()) else valid
+        return zero_padding(self.emb_dropout(x), padded), padded
 
     def final_states(self, z: torch.Tensor, arch: Arch) -> torch.Tensor:
         """Block output [..., hidden] -> the query [..., embedding] scored against item embeddings."""
@@ -375,11 +394,12 @@ class ElasticSASRec(nn.Module):
 
     def item_matrix(self, arch: Arch) -> torch.Tensor:
         """Embeddings of items 1..n_items [n_items, embedding] (tied: the input table)."""
-        return self.item_emb.weight[1:, : arch.embedding]
+        table = self.item_emb.weight
+        return leading(table, table.shape[0], arch.embedding)[1:]
 
     def item_scores(self, z: torch.Tensor, arch: Arch) -> torch.Tensor:
         """Scores of items 1..n_items for block outputs z [..., hidden] -> [..., n_items]."""
-        return self.final_states(z, arch) @ self.item_matrix(arch).T
+        return F.linear(self.final_states(z, arch), self.item_matrix(arch))
 
     def forward(self, inputs: torch.Tensor, arch: Arch | None = None) -> torch.Tensor:
         """Hidden states [B, L, hidden] of `arch` (default: the whole model) before the final norm."""

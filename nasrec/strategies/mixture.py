@@ -32,6 +32,7 @@ from nasrec.models.sasrec import (
     sliced_layer_norm,
     sliced_linear,
     softmax_attention,
+    zero_padding,
 )
 from nasrec.models.scoring import full_softmax_cross_entropy
 
@@ -144,7 +145,7 @@ def check_mixable(space: SearchSpace) -> None:
                           "width and one head count; use a black-box strategy (random/optuna) for this space")
 
 
-def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.Tensor, h: int, heads: int,
+def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.Tensor | None, h: int, heads: int,
                    widths: tuple[int, ...], inner_w: torch.Tensor, attn_w: torch.Tensor,
                    kinds: tuple[str, ...], mask: torch.Tensor | None, x0: torch.Tensor, n_gates: int) -> torch.Tensor:
     block = model.blocks[b]
@@ -180,7 +181,7 @@ def _block_mixture(model: ElasticSASRec, b: int, x: torch.Tensor, valid: torch.T
     else:
         x = sliced_layer_norm(x + block.dropout(attention(x)), block.ln1, h)
         x = sliced_layer_norm(x + block.dropout(ffn(x)), block.ln2, h)
-    return x * valid.unsqueeze(-1)
+    return zero_padding(x, valid)
 
 
 def _active(weight: torch.Tensor) -> bool:

@@ -260,13 +260,47 @@ def test_score_last_trims_common_padding_without_changing_scores(attention: str)
 def test_unpadded_batches_take_the_causal_kernel_with_the_same_result() -> None:
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(3, 2, MAX_LEN, 8, generator=gen) for _ in range(3))
-    valid = torch.ones(3, MAX_LEN, dtype=torch.bool)
-    assert attention_mask(valid) is None
+    assert attention_mask(None) is None  # `valid` None: no position is padded
     causal = torch.ones(MAX_LEN, MAX_LEN, dtype=torch.bool).tril()
     explicit = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=causal)
+    torch.testing.assert_close(softmax_attention(q, k, v, None), explicit)
+    valid = torch.ones(3, MAX_LEN, dtype=torch.bool)  # a mask with nothing padded gives the same
     torch.testing.assert_close(softmax_attention(q, k, v, valid), explicit)
-    valid[0, 0] = False  # one padded position: the mask is built again
-    assert attention_mask(valid) is not None
+
+
+def test_embed_reports_padding_only_when_some_position_is_padded() -> None:
+    model = ElasticSASRec(ModelDims(n_items=50, max_len=MAX_LEN, hidden=16, inner=(32,), embedding=16, heads=2)).eval()
+    full = torch.randint(1, 51, (2, MAX_LEN))
+    assert model.embed(full, model.arch)[1] is None
+    padded = full.clone()
+    padded[1, :3] = 0
+    x, valid = model.embed(padded, model.arch)
+    assert valid is not None and valid.sum() == 2 * MAX_LEN - 3
+    assert bool((x[1, :3] == 0).all())
+    with torch.no_grad():  # rows without padding score the same alone as beside a padded row
+        torch.testing.assert_close(model.score_last(padded)[0], model.score_last(full[:1])[0])
+
+
+def test_fused_qkv_weights_follow_in_place_updates() -> None:
+    """Q, K and V run as one concatenated matmul: a weight changed in place (an optimizer step,
+    load_state_dict) is seen by the next call, and gradients reach the three layers."""
+    model = ElasticSASRec(ModelDims(n_items=50, max_len=MAX_LEN, hidden=16, inner=(32,), embedding=16, heads=2)).eval()
+    x = torch.randint(1, 51, (2, MAX_LEN))
+    with torch.no_grad():
+        before = model.score_last(x)
+        model.blocks[0].k.weight.mul_(2.0)
+        after = model.score_last(x)
+    fresh = ElasticSASRec(model.dims).eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(after, fresh.score_last(x))
+        assert not torch.allclose(before, after)
+        model.load_state_dict(ElasticSASRec(model.dims).state_dict())
+        assert not torch.allclose(after, model.score_last(x))
+    with torch.enable_grad():  # with autograd the weights are concatenated afresh, so gradients reach q, k, v
+        model.train()
+        model.score_last(x)[:, 1:].sum().backward()
+    assert all(lin.weight.grad is not None for lin in (model.blocks[0].q, model.blocks[0].k, model.blocks[0].v))
 
 
 def test_linear_attention_in_steps_equals_all_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
