@@ -297,7 +297,7 @@ def test_fused_qkv_weights_follow_in_place_updates() -> None:
         assert not torch.allclose(before, after)
         model.load_state_dict(ElasticSASRec(model.dims).state_dict())
         assert not torch.allclose(after, model.score_last(x))
-    with torch.enable_grad():  # with autograd the weights are concatenated afresh, so gradients reach q, k, v
+    with torch.enable_grad():  # gradients reach q, k and v through the concatenation
         model.train()
         model.score_last(x)[:, 1:].sum().backward()
     assert all(lin.weight.grad is not None for lin in (model.blocks[0].q, model.blocks[0].k, model.blocks[0].v))
