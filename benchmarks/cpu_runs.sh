@@ -45,6 +45,8 @@
 #        budget2e8-10-seedN, N = 0..9 (the 2e8-equivalent budget, 0.6837x, with the settings that lead at 1/3 of max
 #                since sessions 10-15: 10 search epochs, easrec with softmax attention, darts and recnas with
 #                weight_step=sandwich (recnas with session 15's band rule), seed N; phase budget2e8 is session 8's)
+#        budget2e8-hinge-seedN, N = 0..9 (the same budget, easrec with softmax attention and the hinge penalty, which
+#                charges only FLOPs above the budget: with the default penalty EASRec's archs spent half this budget)
 #        budget2e8-proxyless20-seedN, N = 0..9 (the same budget, proxyless as it leads at 1/3 since session 19:
 #                lam=0, sandwich weight steps, the pair-loss estimator, 20 search epochs; seed N)
 #        random-min-epochs (random as in phase baselines, its retrain with --min-epochs 15, so that patience cannot
@@ -222,6 +224,9 @@ case $phase in
              args=(--search-epochs 10 --seed "${phase#budget2e8-10-seed}" --references ""
                    --strategy easrec:attention=softmax --strategy darts:weight_step=sandwich
                    --strategy recnas:weight_step=sandwich) ;;
+  budget2e8-hinge-seed[0-9]) common=("${common[@]/0.333x/0.6837x}")
+             args=(--search-epochs 10 --seed "${phase#budget2e8-hinge-seed}" --references ""
+                   --strategy easrec:attention=softmax,penalty=hinge) ;;
   budget2e8-proxyless20-seed[0-9]) common=("${common[@]/0.333x/0.6837x}")
              args=(--search-epochs 20 --seed "${phase#budget2e8-proxyless20-seed}" --references ""
                    --strategy proxyless:lam=0,weight_step=sandwich,estimator=pair_loss) ;;
@@ -231,7 +236,7 @@ case $phase in
   max-linear) args=(--search-epochs 5 --references max-linear --strategy "") ;;
   slices) ;;
   long) args=(--search-epochs 15 --references "" --strategy easrec --strategy recnas --strategy darts) ;;
-  *) echo "unknown phase $phase (base, baselines, budget2e8, budget2e8-10-seedN and budget2e8-proxyless20-seedN (N 0-9), max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), recnas10band-seedN (N 0-9), recnas10defer-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), proxyless-sandwich-hinge-seedN (N 0-9), proxyless-softmax-seedN (N 0-9), proxyless-ce-seedN (N 0-9), proxyless-ce-sandwich-seedN (N 0-9), proxyless-ce-sandwich-ml1m-seedN (N 0-9), proxyless-pair-ml1m-seedN (N 0-9), proxyless-pair-sw-ml1m-seedN (N 0-9), proxyless-pair20-ml1m-seedN and proxyless-pairE-ml1m-seedN (E 15-19, N 0-9), ref-l2h96-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10band-seedN (N 0-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
+  *) echo "unknown phase $phase (base, baselines, budget2e8, budget2e8-10-seedN, budget2e8-hinge-seedN and budget2e8-proxyless20-seedN (N 0-9), max-linear, plateau, random-min-epochs, softmax, softmax-seedN (N 1-9), softmax10-seedN (N 0-9), max-seedN (N 0-9), linear10-seedN (N 0-9), others10-seedN (N 0-9), recnas10-seedN (N 0-9), recnas10band-seedN (N 0-9), recnas10defer-seedN (N 0-9), darts10-seedN (N 0-9), softmax10-hinge-seedN (N 0-9), softmax10-sandwich-hinge-seedN (N 0-9), softmax10-sandwich-noconstraint-seedN (N 0-9), proxyless-hinge-seedN (N 0-9), proxyless-sandwich-hinge-seedN (N 0-9), proxyless-softmax-seedN (N 0-9), proxyless-ce-seedN (N 0-9), proxyless-ce-sandwich-seedN (N 0-9), proxyless-ce-sandwich-ml1m-seedN (N 0-9), proxyless-pair-ml1m-seedN (N 0-9), proxyless-pair-sw-ml1m-seedN (N 0-9), proxyless-pair20-ml1m-seedN and proxyless-pairE-ml1m-seedN (E 15-19, N 0-9), ref-l2h96-seedN (N 0-9), reproject-PHASE, lr, long, refs, sandwich, sandwich-warm, seed1, slices, beauty, beauty10, beauty10-easrec, beauty10-easrec-seedN (N 1-9), beauty10-seedN (N 1-9), beauty10band-seedN (N 0-9), beauty10-others-seedN (N 1-9))" >&2; exit 2 ;;
 esac
 if [ "$phase" = slices ]; then
     for run in base/darts__1.95e_07 sandwich/darts_weight_step_sandwich__1.95e_07 base/easrec__1.95e_07 \
