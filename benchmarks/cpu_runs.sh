@@ -105,7 +105,8 @@
 #                each finished search of OUT/PHASE for which it takes another arch (benchmarks/reproject.py) gets its
 #                search stage (config.json, search.json, supernet.pt) copied to OUT/reproject-PHASE, to be projected
 #                and retrained again; the other runs are copied whole)
-# PYTHON (default .venv/bin/python), DATA_DIR (default ../shared/data) and SLOTS (default 2) may be set.
+# PYTHON (default .venv/bin/python), DATA_DIR (default ../shared/data) and SLOTS (default 2) may be set; ONLY=TEXT
+# runs only the phase's runs whose name contains TEXT (e.g. ONLY=recnas: one row of a phase, to rerun or add a seed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 phase=$1 out=$2
@@ -270,7 +271,7 @@ if [ -n "$source_dir" ]; then
 fi
 base=("$py" benchmarks/search_compare.py "${common[@]}" "${args[@]}" --out "$dir")
 mkdir -p "$dir/logs"
-"${base[@]}" --list | while IFS= read -r name; do
+"${base[@]}" --list | grep -F -- "${ONLY:-}" | while IFS= read -r name; do
     printf '%s\0' "$name"
 done | xargs -0 -P "$slots" -I{} bash -c 'log="$1/logs/$(echo "$2" | tr -c "[:alnum:].=-" _).log"
     "${@:3}" --only "$2" > "$log" 2>&1; echo "exit $?: $2"' _ "$dir" {} "${base[@]}"
