@@ -17,6 +17,7 @@ import torch
 from nasrec import cost
 from nasrec.arch import get_space
 from nasrec.models import ElasticSASRec, ModelDims, export
+from nasrec.models.sasrec import LINEAR_ATTENTION_FORMS
 
 
 def main() -> None:
@@ -30,6 +31,10 @@ def main() -> None:
                         help="time torch.compile'd scorers (inductor) instead of eager ones")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 256])
     parser.add_argument("--attention", nargs="+", default=None, help="attention kinds (default: the space's)")
+    parser.add_argument("--linear-forms", nargs="+", default=["recurrent"], choices=LINEAR_ATTENTION_FORMS,
+                        help="forms linear attention is timed in, alternating within each round (default: "
+                             "recurrent, as cost.latency_ms); rows of a form other than the default are "
+                             "keyed linear[FORM]/batch_B")
     parser.add_argument("--out", default="benchmarks/out/latency_ratio.json")
     args = parser.parse_args()
     if args.threads:
@@ -43,23 +48,28 @@ def main() -> None:
     for attention in args.attention or space.attentions:
         pair = {"max": space.max_arch(attention), "min": space.min_arch(attention)}
         models = {k: export(supernet, a).eval() for k, a in pair.items()}
+        forms = args.linear_forms if attention == "linear" else ["recurrent"]  # softmax: no linear form
+        flops = {k: cost.flops(a, args.n_items, max_len) for k, a in pair.items()}
         for batch in args.batches:
-            times: dict[str, list[float]] = {"max": [], "min": []}
+            times = {(form, k): [] for form in forms for k in models}
             for _ in range(args.rounds):  # alternate so drifts in machine load hit both alike
-                for k, m in models.items():
-                    times[k].append(cost.latency_ms(m, batch, max_len=max_len, repeats=5 if batch > 1 else 20,
-                                                    compiled=args.compile))
-            lat = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-            flops = {k: cost.flops(a, args.n_items, max_len) for k, a in pair.items()}
-            latency_ratio, flops_ratio = lat["max"] / lat["min"], flops["max"] / flops["min"]
-            rows[f"{attention}/batch_{batch}"] = {
-                "max_arch": pair["max"].label, "min_arch": pair["min"].label,
-                "latency_ms": lat, "flops": flops, "latency_ratio": latency_ratio, "flops_ratio": flops_ratio,
-                "latency_over_flops_ratio": latency_ratio / flops_ratio,
-                "within_1.5x": 1 / 1.5 <= latency_ratio / flops_ratio <= 1.5,
-            }
+                for form in forms:
+                    for k, m in models.items():
+                        times[form, k].append(cost.latency_ms(m, batch, max_len=max_len,
+                                                              repeats=5 if batch > 1 else 20,
+                                                              compiled=args.compile, linear_form=form))
+            for form in forms:
+                lat = {k: sorted(times[form, k])[len(times[form, k]) // 2] for k in models}
+                latency_ratio, flops_ratio = lat["max"] / lat["min"], flops["max"] / flops["min"]
+                kind = attention if form == "recurrent" else f"{attention}[{form}]"
+                rows[f"{kind}/batch_{batch}"] = {
+                    "max_arch": pair["max"].label, "min_arch": pair["min"].label,
+                    "latency_ms": lat, "flops": flops, "latency_ratio": latency_ratio,
+                    "flops_ratio": flops_ratio, "latency_over_flops_ratio": latency_ratio / flops_ratio,
+                    "within_1.5x": 1 / 1.5 <= latency_ratio / flops_ratio <= 1.5,
+                }
     report = {"space": space.name, "n_items": args.n_items, "max_len": max_len, "threads": torch.get_num_threads(),
-              "compiled": args.compile, "rows": rows}
+              "compiled": args.compile, "linear_forms": args.linear_forms, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -6,8 +6,9 @@ Element-wise work (norms, activations, softmax, prefix sums, gates' sigmoid) is 
 `torch.utils.flop_counter`, which checks the formula on the exported model.
 
 Linear attention is counted, timed and counted-by-torch as its running-state algorithm, O(L d^2) per
-head, LinRec's (`linear_attention_form("states")`); training uses an exact masked-matmul form that is
-faster on CPUs at these lengths but does O(L^2 d) work (nasrec.models.sasrec).
+head, LinRec's: torch counts it written as matmuls (`linear_attention_form("states")`), latency runs the
+same arithmetic element-wise in place (`"recurrent"`, faster); training uses an exact masked-matmul form
+that is faster on CPUs at these lengths but does O(L^2 d) work (nasrec.models.sasrec).
 """
 
 from __future__ import annotations
@@ -88,11 +89,13 @@ def counted_flops(model: ElasticSASRec, max_len: int | None = None) -> int:
 
 
 def latency_ms(model: ElasticSASRec, batch_size: int, *, max_len: int | None = None, repeats: int = 10,
-               warmup: int = 3, seed: int = 0, compiled: bool = False) -> float:
+               warmup: int = 3, seed: int = 0, compiled: bool = False, linear_form: str = "recurrent") -> float:
     """Median wall time of one `score_last` batch on the model's device, in milliseconds, after warm-up.
 
     `compiled`: time `torch.compile(model.score_last)` (inductor; its compilation happens in the warm-up),
-    as a served model would run with the per-operator Python dispatch fused away."""
+    as a served model would run with the per-operator Python dispatch fused away. `linear_form`: the form
+    linear attention runs in (`nasrec.models.sasrec.linear_attention_form`); the default, "recurrent",
+    is the fastest exact form of the algorithm the FLOPs count."""
     length = max_len or model.dims.max_len
     device = model_device(model)
     gen = torch.Generator().manual_seed(seed)
@@ -100,9 +103,9 @@ def latency_ms(model: ElasticSASRec, batch_size: int, *, max_len: int | None = N
     model.eval()
     score = compiled_scorer(model) if compiled else model.score_last
     times = []
-    # how a served model runs: no autograd bookkeeping; linear attention as the FLOPs count it. A compiled
-    # scorer that hits dynamo's recompile limit raises instead of silently running eager.
-    with torch.inference_mode(), linear_attention_form("states"), \
+    # how a served model runs: no autograd bookkeeping. A compiled scorer that hits dynamo's recompile
+    # limit raises instead of silently running eager.
+    with torch.inference_mode(), linear_attention_form(linear_form), \
             torch._dynamo.config.patch(recompile_limit=64, fail_on_recompile_limit_hit=True):
         for i in range(warmup + repeats):
             synchronize(device)

@@ -7,7 +7,7 @@ import torch
 
 from nasrec import cost
 from nasrec.arch import Arch, get_space
-from nasrec.models import ElasticSASRec, ModelDims, export
+from nasrec.models import ElasticSASRec, ModelDims, export, sasrec
 
 N_ITEMS = 500
 
@@ -54,6 +54,28 @@ def test_latency_is_positive() -> None:
     supernet = ElasticSASRec(ModelDims.for_space(space, N_ITEMS, 20))
     ms = cost.latency_ms(export(supernet, space.min_arch()), 8, repeats=3, warmup=1)
     assert ms > 0
+
+
+def test_latency_times_linear_attention_in_the_form_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Latency runs linear attention as its element-wise recurrence by default, the matmul states on request;
+    an unknown form is refused."""
+    torch.manual_seed(0)
+    space = get_space("tiny")
+    supernet = ElasticSASRec(ModelDims.for_space(space, N_ITEMS, 20))
+    model = export(supernet, space.min_arch("linear")).eval()
+    seen: list[str] = []
+    real = sasrec.linear_attention
+
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:
+        seen.append(sasrec._linear_form)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sasrec, "linear_attention", spy)
+    assert cost.latency_ms(model, 2, repeats=1, warmup=0) > 0
+    assert cost.latency_ms(model, 2, repeats=1, warmup=0, linear_form="states") > 0
+    assert set(seen[: len(seen) // 2]) == {"recurrent"} and set(seen[len(seen) // 2:]) == {"states"}
+    with pytest.raises(ValueError, match="linear attention form"):
+        cost.latency_ms(model, 2, repeats=1, warmup=0, linear_form="chunked")
 
 
 def test_compiled_scorer_gives_the_eager_scores_and_a_latency() -> None:

@@ -13,9 +13,10 @@ over the input embeddings selectable, together RecBole's SASRec):
 
 Attention is causal and padding-masked softmax attention or LinRec linear attention (elu, then Q
 L2-normalised over features and K over the causal prefix of positions), computed with prefix sums.
-Linear attention has two exact algorithms (`linear_attention_form`): the running states that its FLOPs
-count (`nasrec.cost`), used to measure a model's cost, and a causally masked matmul, used everywhere else
-because it is several times faster here.
+Linear attention has exact algorithms of two costs (`linear_attention_form`): the running states that its
+FLOPs count (`nasrec.cost`), written as matmuls (so torch's FLOP counter sees them) or element-wise in place
+(how latency is timed), and a causally masked matmul, used in training and evaluation because it is several
+times faster here.
 """
 
 from __future__ import annotations
@@ -35,8 +36,14 @@ from nasrec.arch import GATE_HIDDEN, Arch, SearchSpace
 LN_EPS = 1e-8
 BERT_INIT_STD = 0.02  # BERT's initializer_range, also RecBole's SASRec default
 LINEAR_ATTN_EPS = 1e-6  # keeps the LinRec normalisers away from 0 (pruned or padded columns)
-LINEAR_ATTENTION_FORMS = ("masked", "states")
+LINEAR_ATTENTION_FORMS = ("masked", "states", "recurrent")
 _linear_form = "masked"  # set only through `linear_attention_form`
+# "recurrent" form on a CPU: windows of states up to 128 KB when that covers at least 4 positions, else
+# position by position (the fastest settings at batch 1-256, d 16-32 on this project's CPU;
+# benchmarks/linear_attention_forms.py). On a GPU, as "states" there: all positions at once (few large
+# kernels beat a loop of small ones).
+RECURRENT_WINDOW_FLOATS = 1 << 15
+RECURRENT_MIN_WINDOW = 4
 
 
 @dataclass(frozen=True)
@@ -155,15 +162,20 @@ def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: 
 
 @contextmanager
 def linear_attention_form(form: str) -> Iterator[None]:
-    """Run `linear_attention` inside the block with one of its two exact algorithms (same outputs to
-    float rounding, tested), the way `torch.nn.attention.sdpa_kernel` picks an SDPA backend:
+    """Run `linear_attention` inside the block with one of its exact forms (same outputs to float
+    rounding, tested), the way `torch.nn.attention.sdpa_kernel` picks an SDPA backend:
 
     - "masked" (the default): out = tril(Q' K^T) V, O(L^2 d) per head in dense matmuls. On this
       project's 2-core CPU the attention core runs 2-12x faster than with the states at L 50-200,
       d 16-32 (forward and backward), a training step of the largest linear arch 1.7-2.8x
       (`benchmarks/linear_attention_forms.py`), so training, search and evaluation use it.
     - "states": out_t = q'_t S_t with S_t = sum_{s<=t} k_s v_s^T, O(L d^2) per head: the algorithm
-      LinRec describes and `nasrec.cost` counts, so FLOP counting and latency measurement run it.
+      LinRec describes and `nasrec.cost` counts, written as batched matmuls so that
+      `torch.utils.flop_counter` counts it (`cost.counted_flops`); differentiable.
+    - "recurrent": the same O(L d^2) arithmetic element-wise and in place, so latency is timed with it
+      (`cost.latency_ms`): on this CPU 3-5x faster than "states" at batch 128-256, where "states" runs
+      B * heads tiny matmuls per position; at batch 1 faster for d 32, about as fast for d 16.
+      Inference only (no autograd).
     """
     global _linear_form
     if form not in LINEAR_ATTENTION_FORMS:
@@ -192,6 +204,8 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: t
     if _linear_form == "masked":
         # out_t = sum_{s<=t} (q_t . k_s) v_s: the states' result without forming them
         return torch.tril(q @ k.transpose(-2, -1)) @ v
+    if _linear_form == "recurrent":
+        return linear_attention_recurrent(q, k, v)
     # out_t = (q_t / ||k||_{<=t}) . S_t with S_t = sum_{s<=t} k_s v_s^T; outer products as a batched matmul.
     # The running states S_t [B, H, L, d, d] are formed a few positions at a time, carrying S forward:
     # on a CPU, forming all of them at once (hundreds of MB at batch 256) made this core 4-10x slower.
@@ -206,6 +220,41 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: t
         out.append((q[:, :, window].unsqueeze(-2) @ kv).squeeze(-2))
         state = kv[:, :, -1]
     return out[0] if len(out) == 1 else torch.cat(out, dim=2)
+
+
+def linear_attention_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """out_t = q_t . S_t, S_t = sum_{s<=t} k_s v_s^T, element-wise: 2 d^2 multiply-adds per position and head,
+    as `nasrec.cost` counts. q is already divided by the keys' causal norms (`linear_attention`).
+
+    Small states (batch 1) are formed a window of positions at a time (fewer, larger operations); larger
+    ones are carried in place position by position (two operations per position, no temporaries), with
+    the batch x heads states innermost so that the element-wise loops run over B * heads contiguous
+    numbers instead of d (2-3x faster at batch 256 here)."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        raise RuntimeError('linear attention form "recurrent" runs in place and has no backward: '
+                           'use "states" or "masked" where gradients are needed')
+    b, heads, length, d = q.shape
+    window = (RECURRENT_WINDOW_FLOATS if q.device.type == "cpu" else linear_attention_state_floats(q.device)
+              ) // (b * heads * d * d)
+    if window >= RECURRENT_MIN_WINDOW:
+        out, state = torch.empty_like(v), None
+        for start in range(0, length, window):
+            span = slice(start, start + window)
+            kv = torch.cumsum(k[:, :, span, :, None] * v[:, :, span, None, :], dim=2)  # [B, H, w, d, d]
+            if state is not None:
+                kv += state.unsqueeze(2)
+            torch.sum(q[:, :, span, :, None] * kv, dim=-2, out=out[:, :, span])
+            state = kv[:, :, -1]
+        return out
+    n = b * heads
+    queries, keys, values = (x.reshape(n, length, d).permute(1, 2, 0).contiguous() for x in (q, k, v))  # [L, d, n]
+    out = q.new_empty(length, d, n)
+    state = q.new_zeros(d, d, n)
+    keys, values, queries = keys.unsqueeze(2), values.unsqueeze(1), queries.unsqueeze(2)
+    for t in range(length):
+        state.addcmul_(keys[t], values[t])
+        torch.sum(queries[t] * state, dim=0, out=out[t])
+    return out.permute(2, 0, 1).reshape(b, heads, length, d)
 
 
 def linear_attention_state_floats(device: torch.device) -> int:

@@ -105,6 +105,10 @@ def test_linear_attention_no_nan_at_extremes(form: str) -> None:
             lin.weight.zero_()
             lin.bias.zero_()
     x = _inputs()
+    if form == "recurrent":  # inference only
+        with sasrec.linear_attention_form(form), torch.no_grad():
+            assert torch.isfinite(model.score_last(x)[:, 1:]).all()  # column 0: the padding item
+        return
     with sasrec.linear_attention_form(form):
         loss = model.score_last(x)[:, 1:].logsumexp(-1).sum()
         loss.backward()
@@ -326,7 +330,7 @@ def test_linear_attention_masked_form_equals_states() -> None:
     valid = torch.ones(3, MAX_LEN, dtype=torch.bool)
     valid[1, :6] = False
     outs, grads = {}, {}
-    for form in sasrec.LINEAR_ATTENTION_FORMS:
+    for form in ("masked", "states"):
         with sasrec.linear_attention_form(form):
             outs[form] = sasrec.linear_attention(q, k, v, valid)
         grads[form] = torch.autograd.grad((outs[form] * torch.arange(MAX_LEN)[:, None]).sum(), (q, k, v))
@@ -339,11 +343,33 @@ def test_linear_attention_masked_form_equals_states() -> None:
     torch.testing.assert_close(moved[:, :, :-1], outs["masked"].detach()[:, :, :-1])
 
 
+@pytest.mark.parametrize(("batch", "heads", "length", "d"), [
+    (1, 4, 70, 16),   # windows of 32 positions: three windows, the last partial
+    (1, 4, 40, 32),   # windows of 8 positions
+    (4, 4, 30, 32),   # a window would hold 2 < 4 positions: position by position, batch x heads innermost
+])
+def test_linear_attention_recurrent_form_equals_states(batch: int, heads: int, length: int, d: int) -> None:
+    """The element-wise in-place form (how latency is timed) gives the FLOP-counted states' result on each of
+    its paths, padding included, and refuses to run where gradients are needed."""
+    gen = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(batch, heads, length, d, generator=gen) for _ in range(3))
+    valid = torch.ones(batch, length, dtype=torch.bool)
+    valid[0, : length // 3] = False
+    with torch.no_grad():
+        with sasrec.linear_attention_form("states"):
+            expected = sasrec.linear_attention(q, k, v, valid)
+        with sasrec.linear_attention_form("recurrent"):
+            got = sasrec.linear_attention(q, k, v, valid)
+    torch.testing.assert_close(got, expected)
+    with sasrec.linear_attention_form("recurrent"), pytest.raises(RuntimeError, match="no backward"):
+        sasrec.linear_attention(q.requires_grad_(), k, v, valid)
+
+
 def test_linear_attention_form_is_scoped_and_checked() -> None:
     assert sasrec._linear_form == "masked"
     with sasrec.linear_attention_form("states"):
         assert sasrec._linear_form == "states"
     assert sasrec._linear_form == "masked"
-    with pytest.raises(ValueError, match="expected one of masked, states"):
+    with pytest.raises(ValueError, match="expected one of masked, states, recurrent"):
         with sasrec.linear_attention_form("chunked"):
             pass
