@@ -229,7 +229,7 @@ def linear_attention_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     Small states (batch 1) are formed a window of positions at a time (fewer, larger operations); larger
     ones are carried in place position by position (two operations per position, no temporaries), with
     the batch x heads states innermost so that the element-wise loops run over B * heads contiguous
-    numbers instead of d (2-3x faster at batch 256 here)."""
+    numbers instead of d (1.5-3x faster at batch 256 here)."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         raise RuntimeError('linear attention form "recurrent" runs in place and has no backward: '
                            'use "states" or "masked" where gradients are needed')
