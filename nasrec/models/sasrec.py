@@ -39,9 +39,10 @@ LINEAR_ATTN_EPS = 1e-6  # keeps the LinRec normalisers away from 0 (pruned or pa
 LINEAR_ATTENTION_FORMS = ("masked", "states", "recurrent")
 _linear_form = "masked"  # set only through `linear_attention_form`
 # "recurrent" form on a CPU: windows of states up to 128 KB when that covers at least 4 positions, else
-# position by position (the fastest settings at batch 1-256, d 16-32 on this project's CPU;
-# benchmarks/linear_attention_forms.py). On a GPU, as "states" there: all positions at once (few large
-# kernels beat a loop of small ones).
+# position by position. Chosen by timing windows of 1-200 positions against the per-position loop at batch
+# 1-256, d 16-32 on this project's 2-core CPU (session 34: 8 positions best for d 32, 32 for d 16 at batch 1);
+# the forms side by side: benchmarks/linear_attention_forms.py. On a GPU, as "states" there: all positions
+# at once (few large kernels beat a loop of small ones).
 RECURRENT_WINDOW_FLOATS = 1 << 15
 RECURRENT_MIN_WINDOW = 4
 
